@@ -1,0 +1,1 @@
+"""Who builds an ImageSpec: the Docker engine now; a daemonless OCI writer later."""

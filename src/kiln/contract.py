@@ -1,0 +1,106 @@
+"""The image ABI: ports, paths, environment variable names, labels and the entrypoint.
+
+This is the one place both sides read: the builder (image/, backends/) writes
+images that honour it, and the runtime (runtime/, server/) serves by it. Change a
+value here and both sides move together. Nothing in this module imports anything
+beyond the standard library, so the runtime can import it inside any image.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# --- network -----------------------------------------------------------------
+PORT = 8080
+"""The port the container serves on (nginx, or uvicorn when nginx is disabled)."""
+
+# --- paths inside the image ----------------------------------------------------
+MODEL_DIR = "/opt/ml/model"
+"""Where the model lives: baked in (model-inclusive) or mounted (model-agnostic)."""
+
+KILN_HOME = "/opt/kiln"
+"""kiln's own files in the image: the environment, the lock, the wheelhouse record."""
+
+VENV_DIR = f"{KILN_HOME}/venv"
+"""The isolated Python environment for the virtualenv and uv env managers."""
+
+CONDA_ENV_DIR = f"{KILN_HOME}/conda-env"
+"""The unpacked conda environment for the conda env manager."""
+
+LOCK_PATH = f"{KILN_HOME}/requirements.lock"
+"""The full lock (with hashes) the environment was installed from."""
+
+RUNTIME_DIR = "/tmp/kiln"
+"""The only directory the runtime writes to: nginx.conf, sockets, nginx temp files."""
+
+# --- the user the image runs as ---------------------------------------------------
+UID = 10001
+GID = 0
+"""Group 0 owns writable paths, so an arbitrary ``--user UID`` (OpenShift) still works."""
+
+USER_NAME = "kiln"
+
+# --- the entrypoint ------------------------------------------------------------------
+RUNTIME_MODULE = "kiln.runtime"
+"""``python -m kiln.runtime [serve]`` is the image's entrypoint."""
+
+SERVE_ARGUMENT = "serve"
+"""SageMaker starts containers as ``docker run IMAGE serve``."""
+
+STOP_SIGNAL = "SIGTERM"
+
+# --- environment variables -----------------------------------------------------------
+# Each setting has kiln's own name and, where MLflow users already set one, MLflow's
+# name too; both are honoured and kiln's wins when both are set.
+ENV_PORT = ("KILN_PORT", "PORT")
+ENV_WORKERS = ("KILN_WORKERS", "MLFLOW_MODELS_WORKERS")
+ENV_REQUEST_TIMEOUT = ("KILN_REQUEST_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT")
+ENV_DISABLE_NGINX = ("KILN_DISABLE_NGINX", "DISABLE_NGINX")
+ENV_MODEL_CONFIG = ("KILN_MODEL_CONFIG", "SERVING_MODEL_CONFIG")
+ENV_MODEL_DIR = ("KILN_MODEL_DIR",)
+ENV_RUNTIME_DIR = ("KILN_RUNTIME_DIR",)
+ENV_MAX_BODY_SIZE = ("KILN_MAX_BODY_SIZE",)
+ENV_GRACE_PERIOD = ("KILN_GRACE_PERIOD",)
+ENV_METRICS = ("KILN_METRICS",)
+ENV_EXPOSE_TRACEBACKS = ("KILN_EXPOSE_TRACEBACKS",)
+ENV_LOG_LEVEL = ("KILN_LOG_LEVEL",)
+ENV_INSTALL_MISSING = ("KILN_INSTALL_MISSING_REQUIREMENTS",)
+"""Model-agnostic images: opt in to installing a mounted model's missing packages at start."""
+
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+DEFAULT_GRACE_PERIOD = 25.0
+"""Below Kubernetes' default 30 s termination grace; use ``docker stop -t 30``."""
+
+# --- labels ------------------------------------------------------------------------------
+LABEL_PREFIX = "io.kiln"
+LABEL_VERSION = f"{LABEL_PREFIX}.version"
+LABEL_MODEL_URI = f"{LABEL_PREFIX}.model.uri"
+LABEL_MODEL_RUN_ID = f"{LABEL_PREFIX}.model.run-id"
+LABEL_MODEL_NAME = f"{LABEL_PREFIX}.model.name"
+LABEL_MODEL_VERSION = f"{LABEL_PREFIX}.model.version"
+LABEL_MODEL_SOURCE = f"{LABEL_PREFIX}.model.source"
+LABEL_MODEL_SIGNATURE = f"{LABEL_PREFIX}.model.signature"
+LABEL_MODEL_FLAVORS = f"{LABEL_PREFIX}.model.flavors"
+LABEL_ENV_MANAGER = f"{LABEL_PREFIX}.env-manager"
+LABEL_LOCK_DIGEST = f"{LABEL_PREFIX}.lock.digest"
+LABEL_PYTHON_VERSION = f"{LABEL_PREFIX}.python.version"
+LABEL_MODEL_AGNOSTIC = f"{LABEL_PREFIX}.model-agnostic"
+
+# --- choices -------------------------------------------------------------------------------
+EnvManager = Literal["virtualenv", "uv", "conda", "local"]
+ENV_MANAGERS: tuple[EnvManager, ...] = ("virtualenv", "uv", "conda", "local")
+DEFAULT_ENV_MANAGER: EnvManager = "virtualenv"
+
+# --- what the runtime needs inside the image -----------------------------------------------
+RUNTIME_REQUIREMENTS: tuple[str, ...] = (
+    "starlette>=0.37",
+    "uvicorn>=0.30",
+    "httptools>=0.6",
+    "uvloop>=0.19",
+    "orjson>=3.9",
+    "jinja2>=3.1",
+    "pyyaml>=6",
+    "packaging>=23",
+)
+"""Installed next to the model's own requirements; MLflow itself comes from the model's."""

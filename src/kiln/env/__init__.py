@@ -1,0 +1,1 @@
+"""ModelInfo -> EnvSpec: Python version, locked requirements with hashes, a wheelhouse."""

@@ -1,0 +1,1 @@
+"""EnvSpec -> ImageSpec (layers, config) and the Dockerfile rendered from it."""

@@ -1,0 +1,1 @@
+"""Model URIs -> a local model directory -> ModelInfo (MLmodel, signature, env files)."""

@@ -1,0 +1,1 @@
+"""What runs in the container: the supervisor, nginx, the uvicorn workers."""

@@ -1,0 +1,1 @@
+"""The ASGI scoring app: parse a request -> predict -> serialise the answer."""
