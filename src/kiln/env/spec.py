@@ -1,0 +1,46 @@
+"""EnvSpec: the frozen result of resolving a model's environment for one image platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.contract import EnvManager
+
+
+@dataclass(frozen=True)
+class TargetPlatform:
+    """What the image's interpreter is: decides which wheels fit."""
+
+    python_version: str
+    """``3.11`` (major.minor) of the interpreter that will run in the image."""
+    os_arch: str = "linux/amd64"
+    """Docker platform string: ``linux/amd64`` or ``linux/arm64``."""
+    glibc: str = "2.36"
+    """The base image's glibc, for manylinux tags (bookworm: 2.36)."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A locked, fetched environment ready to be installed offline into an image.
+
+    Produced on the host by ``kiln.env``; consumed by ``kiln.image`` to lay out the
+    build context and render the Dockerfile. Nothing here needs network access later.
+    """
+
+    env_manager: EnvManager
+    target: TargetPlatform
+    requirements: tuple[str, ...]
+    """The top-level requirements that were resolved (model's + kiln runtime's)."""
+    lock_file: Path | None
+    """A pip requirements file pinning every package with ``--hash`` lines; None for conda."""
+    lock_digest: str
+    """``sha256:<hex>`` of the lock file (or of the conda lock) for the image label."""
+    wheelhouse: Path | None
+    """A directory holding exactly the wheels the lock names; None for conda."""
+    kiln_wheel: Path
+    """A wheel of the running kiln, installed with ``--no-deps`` in its own layer."""
+    conda_file: Path | None = None
+    """The conda environment file, for the conda env manager."""
+    notes: tuple[str, ...] = ()
+    """Decisions worth telling the user, e.g. 'mlflow==3.17.2 -> mlflow-skinny==3.17.2'."""
