@@ -40,6 +40,9 @@ class EnvSpec:
     """A directory holding exactly the wheels the lock names; None for conda."""
     kiln_wheel: Path
     """A wheel of the running kiln, installed with ``--no-deps`` in its own layer."""
+    installer_wheel: Path | None = None
+    """The installer used inside the build stage: a ``pip`` wheel (virtualenv) or a ``uv``
+    wheel for the target platform (uv); None for local (the base's pip) and conda."""
     conda_file: Path | None = None
     """The conda environment file, for the conda env manager."""
     notes: tuple[str, ...] = ()
