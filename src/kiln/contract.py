@@ -99,6 +99,7 @@ RUNTIME_REQUIREMENTS: tuple[str, ...] = (
     "httptools>=0.6",
     "uvloop>=0.19",
     "orjson>=3.9",
+    "prometheus-client>=0.17",
     "jinja2>=3.1",
     "pyyaml>=6",
     "packaging>=23",
