@@ -66,6 +66,8 @@ ENV_EXPOSE_TRACEBACKS = ("KILN_EXPOSE_TRACEBACKS",)
 ENV_LOG_LEVEL = ("KILN_LOG_LEVEL",)
 ENV_INSTALL_MISSING = ("KILN_INSTALL_MISSING_REQUIREMENTS",)
 """Model-agnostic images: opt in to installing a mounted model's missing packages at start."""
+ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
+"""The nginx executable to run; unset: ``nginx`` on $PATH, then /usr/sbin/nginx."""
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024

@@ -36,6 +36,8 @@ class RuntimeSettings:
     model_config: Mapping[str, Any] | None = None
     runtime_dir: str = contract.RUNTIME_DIR
     install_missing: bool = False
+    nginx_binary: str | None = None
+    """The nginx executable; None: ``nginx`` on $PATH, then /usr/sbin/nginx."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> RuntimeSettings:
@@ -54,6 +56,7 @@ class RuntimeSettings:
         _read(values, environ, "model_config", contract.ENV_MODEL_CONFIG, _model_config)
         _read(values, environ, "runtime_dir", contract.ENV_RUNTIME_DIR, lambda n, v: v)
         _read(values, environ, "install_missing", contract.ENV_INSTALL_MISSING, envvars.parse_bool)
+        _read(values, environ, "nginx_binary", contract.ENV_NGINX_BINARY, lambda n, v: v or None)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -74,6 +77,8 @@ class RuntimeSettings:
         }
         if self.workers is not None:
             env[contract.ENV_WORKERS[0]] = str(self.workers)
+        if self.nginx_binary is not None:
+            env[contract.ENV_NGINX_BINARY[0]] = self.nginx_binary
         if self.model_config is not None:
             env[contract.ENV_MODEL_CONFIG[0]] = json.dumps(dict(self.model_config))
         return env
