@@ -1,0 +1,139 @@
+"""JSON error answers of the scoring app: ``{"error_code": ..., "message": ...}``.
+
+Status codes and error codes (codes come from MLflow's own ``ErrorCode`` enum, so a
+client that maps them keeps working):
+
+=====  ===========================  ==================================================
+400    ``BAD_REQUEST``              malformed body, wrong JSON shape, bad CSV/parquet,
+                                    and an exception raised inside the model's predict
+400    ``INVALID_PARAMETER_VALUE``  schema enforcement failed (missing column, wrong
+                                    type) or a param has the wrong type
+404    ``ENDPOINT_NOT_FOUND``       unknown path (or ``/metrics`` when metrics are off)
+405    ``BAD_REQUEST``              wrong method for a known path
+413    ``REQUEST_LIMIT_EXCEEDED``   body larger than ``max_body_size``
+415    ``BAD_REQUEST``              missing or unsupported Content-Type
+500    ``INTERNAL_ERROR``           kiln itself failed (e.g. an unserialisable result)
+504    ``DEADLINE_EXCEEDED``        parse + predict did not finish within ``request_timeout``
+=====  ===========================  ==================================================
+
+Stack traces go to the log; they are added to the body (``stack_trace``) only when
+the operator sets ``KILN_EXPOSE_TRACEBACKS=true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from kiln.errors import ScoringError
+
+logger = logging.getLogger(__name__)
+
+BAD_REQUEST = "BAD_REQUEST"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
+REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+class ScoringFailure(ScoringError):
+    """A ScoringError that may carry a stack trace and MLflow's extra error fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error_code: str = BAD_REQUEST,
+        stack_trace: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, error_code=error_code)
+        self.stack_trace = stack_trace
+        self.extra = extra or {}
+
+
+def error_body(
+    status: int, error_code: str, message: str, *, stack_trace: str | None = None, **extra: Any
+) -> bytes:
+    """The JSON bytes of an error answer."""
+    body: dict[str, Any] = {"error_code": error_code, "message": message}
+    body.update(extra)
+    if stack_trace is not None:
+        body["stack_trace"] = stack_trace
+    return orjson.dumps(body, default=str)
+
+
+def error_response(
+    status: int, error_code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON error answer."""
+    return Response(
+        error_body(status, error_code, message), status, headers=headers, media_type=JSON_MEDIA_TYPE
+    )
+
+
+def from_exception(exc: BaseException, *, expose_tracebacks: bool) -> tuple[int, bytes]:
+    """Status and JSON body for any exception raised while scoring a request.
+
+    ScoringError keeps its own status and code; an ``MlflowException`` keeps its
+    ``error_code`` and MLflow's HTTP mapping (400 for ``BAD_REQUEST`` and
+    ``INVALID_PARAMETER_VALUE``); anything else is an error inside the model and
+    answers 400 ``BAD_REQUEST`` like MLflow does.
+    """
+    if isinstance(exc, ScoringFailure):
+        trace = exc.stack_trace
+        status, code, message, extra = exc.status, exc.error_code, exc.message, exc.extra
+    elif isinstance(exc, ScoringError):
+        trace = None
+        status, code, message, extra = exc.status, exc.error_code, exc.message, {}
+    else:
+        mlflow_fields = _mlflow_exception_fields(exc)
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if mlflow_fields is not None:
+            status, code, message, extra = mlflow_fields
+        else:
+            status, code, extra = 400, BAD_REQUEST, {}
+            message = (
+                "Encountered an unexpected error while evaluating the model. Verify that the "
+                "serialized input Dataframe is compatible with the model for inference. "
+                f"Error: {type(exc).__name__}: {exc}"
+            )
+    if trace:
+        logger.warning("request failed with %d %s: %s\n%s", status, code, message, trace)
+    body = error_body(status, code, message, stack_trace=trace if expose_tracebacks else None, **extra)
+    return status, body
+
+
+def failure_from_mlflow(exc: BaseException, *, prefix: str = "", with_trace: bool = False) -> ScoringFailure:
+    """A ScoringFailure with the status, code and message of an ``MlflowException`` (or BAD_REQUEST)."""
+    fields = _mlflow_exception_fields(exc)
+    if fields is None:
+        fields = (400, BAD_REQUEST, f"{type(exc).__name__}: {exc}", {})
+    status, code, message, extra = fields
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if with_trace else None
+    return ScoringFailure(prefix + message, status=status, error_code=code, stack_trace=trace, extra=extra)
+
+
+def _mlflow_exception_fields(exc: BaseException) -> tuple[int, str, str, dict[str, Any]] | None:
+    """(status, error_code, message, extra fields) of an MlflowException, or None for other errors."""
+    get_status = getattr(exc, "get_http_status_code", None)
+    code = getattr(exc, "error_code", None)
+    message = getattr(exc, "message", None)
+    if get_status is None or not isinstance(code, str) or not isinstance(message, str):
+        return None
+    extra: dict[str, Any] = {}
+    for name in ("sqlstate", "error_class"):
+        value = getattr(exc, name, None)
+        if isinstance(value, str):
+            extra[name] = value
+    status = get_status()
+    return (status if isinstance(status, int) else 500), code, message, extra

@@ -1,0 +1,138 @@
+"""``GET /metrics``: Prometheus counters of the scoring app, summed over all worker processes.
+
+Several uvicorn worker processes serve behind one socket, so the metrics use
+prometheus_client's multiprocess mode: the supervisor calls ``prepare_metrics_dir``
+once (it wipes ``<runtime_dir>/metrics``) and starts every worker with the variables
+it returns, and calls ``mark_worker_dead(pid)`` when a worker exits. Without
+``PROMETHEUS_MULTIPROC_DIR`` (one process, e.g. tests) each app keeps its own registry.
+
+Metrics: ``kiln_requests_total{method,path,status}``,
+``kiln_request_duration_seconds{path}`` (histogram), ``kiln_requests_in_flight`` and
+``kiln_predict_timeouts_total{state}`` (``queued``: dropped before it ran; ``running``:
+the worker is being replaced). Paths other than the app's own are counted as ``other``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_SUBDIR = "metrics"
+KNOWN_PATHS = frozenset({"/ping", "/health", "/version", "/invocations", "/metrics"})
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_prepared_dir: list[str] = []
+
+
+def prepare_metrics_dir(runtime_dir: str) -> dict[str, str]:
+    """Wipe and create ``<runtime_dir>/metrics``; the environment variables to give every worker."""
+    path = os.path.join(runtime_dir, METRICS_SUBDIR)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    _prepared_dir[:] = [path]
+    return {MULTIPROC_ENV: path}
+
+
+def mark_worker_dead(pid: int, metrics_dir: str | None = None) -> None:
+    """Forget the live gauges (in-flight requests) of a worker process that has exited."""
+    path = metrics_dir or (_prepared_dir[0] if _prepared_dir else os.environ.get(MULTIPROC_ENV))
+    if not path or not os.path.isdir(path):
+        return
+    multiprocess: Any = importlib.import_module("prometheus_client.multiprocess")
+    multiprocess.mark_process_dead(pid, path)
+
+
+class Metrics:
+    """The app's metric objects and their exposition."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self._registry = None if self.multiprocess else CollectorRegistry()
+        registry: Any = self._registry
+        self.requests = Counter(
+            "kiln_requests", "HTTP requests answered", ("method", "path", "status"), registry=registry
+        )
+        self.duration = Histogram(
+            "kiln_request_duration_seconds",
+            "Time from request to the end of the answer",
+            ("path",),
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "kiln_requests_in_flight",
+            "Requests being handled",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.timeouts = Counter(
+            "kiln_predict_timeouts",
+            "Requests answered 504 because parse+predict overran the request timeout",
+            ("state",),
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, int], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
+        key = (method, path, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(method, path, str(status))
+        child.inc()
+        histogram = self._durations.get(path)
+        if histogram is None:
+            histogram = self._durations[path] = self.duration.labels(path)
+        histogram.observe(seconds)
+
+    def predict_timeout(self, started: bool) -> None:
+        self.timeouts.labels("running" if started else "queued").inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format body and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            multiprocess: Any = importlib.import_module("prometheus_client.multiprocess")
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self._registry is not None
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by method, path and status, and times it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.observe(scope["method"], path, status, time.perf_counter() - started)

@@ -1,0 +1,190 @@
+"""Request bodies -> the data and params handed to the model, with MLflow's semantics.
+
+Mirrors ``mlflow.pyfunc.scoring_server``: JSON objects with exactly one of
+``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` (plus an optional
+``params``), LLM-style unwrapped bodies (``messages``/``prompt``/``input``), CSV with a
+header row and parquet. The conversions themselves (DataFrame construction, casting
+to the input schema, tensor parsing) are MLflow's own functions from
+``mlflow.utils.proto_json_utils``, so the model sees exactly what MLflow would give it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kiln.server.content import MediaKind
+from kiln.server.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, ScoringFailure, failure_from_mlflow
+
+DF_SPLIT = "dataframe_split"
+DF_RECORDS = "dataframe_records"
+INSTANCES = "instances"
+INPUTS = "inputs"
+FORMATS = (DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS)
+PARAMS_KEY = "params"
+LLM_KEYS = ("messages", "prompt", "input")
+
+_REQUIRED_FORMAT = (
+    "The input must be a JSON object with exactly one of the input fields "
+    f"{', '.join(FORMATS)} (and optionally '{PARAMS_KEY}'), or an LLM-style object with one of "
+    f"{', '.join(LLM_KEYS)}"
+)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What one request asks of the model."""
+
+    data: Any
+    params: Any
+    """Usually a dict or None; anything else is rejected by the params schema check, like MLflow."""
+    unwrapped: bool = False
+    """LLM-style request: the answer is the prediction itself, not ``{"predictions": ...}``."""
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What the model's metadata says about its inputs, read once at start-up."""
+
+    input_schema: Any = None
+    """``mlflow.types.Schema`` or None."""
+    param_names: frozenset[str] = frozenset()
+    signature_from_type_hint: bool = False
+
+    @classmethod
+    def of(cls, metadata: Any) -> InputContract:
+        """Read the contract from a PyFuncModel's ``metadata`` (an ``mlflow.models.Model``)."""
+        params_schema = metadata.get_params_schema() if hasattr(metadata, "get_params_schema") else None
+        names = frozenset(p.name for p in params_schema.params) if params_schema is not None else frozenset()
+        from_hint = getattr(metadata, "_is_signature_from_type_hint", None)
+        return cls(
+            input_schema=metadata.get_input_schema(),
+            param_names=names,
+            signature_from_type_hint=bool(from_hint()) if callable(from_hint) else False,
+        )
+
+
+def parse_request(body: bytes, kind: MediaKind, contract: InputContract) -> ParsedRequest:
+    """Parse one request body; ScoringFailure (400) for anything malformed."""
+    if kind == "json":
+        return parse_json(body, contract)
+    if kind == "csv":
+        return ParsedRequest(parse_csv(body, contract.input_schema), None)
+    return ParsedRequest(parse_parquet(body), None)
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of ``body``; orjson first, the standard library for what orjson refuses.
+
+    The fallback keeps MLflow's leniency (``NaN``/``Infinity`` literals, integers beyond
+    64 bits) and MLflow's error for invalid JSON or invalid UTF-8.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        shown = body[:200].decode("utf-8", "replace")
+        raise ScoringFailure(
+            f"Invalid input. Ensure that input is a valid JSON formatted string. Error: '{exc!r}'. "
+            f"Input (first 200 bytes): {shown!r}",
+            error_code=BAD_REQUEST,
+        ) from exc
+
+
+def parse_json(body: bytes, contract: InputContract) -> ParsedRequest:
+    obj = decode_json(body)
+    if not isinstance(obj, dict):
+        kind = "a list" if isinstance(obj, list) else f"a JSON {type(obj).__name__}"
+        raise ScoringFailure(f"Invalid input. {_REQUIRED_FORMAT}. Received {kind}.")
+    if any(key in obj for key in LLM_KEYS):
+        llm_data = {k: v for k, v in obj.items() if k not in contract.param_names}
+        llm_params = {k: v for k, v in obj.items() if k in contract.param_names}
+        return ParsedRequest(llm_data, llm_params, unwrapped=True)
+    params = obj.get(PARAMS_KEY)
+    found = [key for key in obj if key in FORMATS]
+    if contract.signature_from_type_hint:
+        # MLflow passes ``inputs`` untouched: the model's type hints do the validation.
+        if INPUTS not in obj:
+            raise ScoringFailure(
+                "Request payload must be a dictionary with 'inputs' key when the model contains a "
+                f"valid type hint. Found keys in payload: {found}.",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        return ParsedRequest(obj[INPUTS], params)
+    if len(found) != 1:
+        raise ScoringFailure(
+            f"Invalid input. {_REQUIRED_FORMAT}. Received an object with the keys {list(obj)}."
+        )
+    key = found[0]
+    return ParsedRequest(_parse_format(key, obj[key], contract.input_schema), params)
+
+
+def _parse_format(key: str, value: Any, schema: Any) -> Any:
+    proto_json_utils: Any = importlib.import_module("mlflow.utils.proto_json_utils")
+
+    try:
+        if key in (INSTANCES, INPUTS):
+            return proto_json_utils.parse_tf_serving_input({key: value}, schema=schema)
+        orient = "split" if key == DF_SPLIT else "records"
+        return proto_json_utils.dataframe_from_parsed_json(value, pandas_orient=orient, schema=schema)
+    except Exception as exc:
+        raise failure_from_mlflow(exc) from exc
+
+
+def parse_csv(body: bytes, schema: Any) -> Any:
+    """A DataFrame from CSV with a header row, column types from the input schema (MLflow's rule)."""
+    import pandas as pd
+
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScoringFailure(
+            f"Invalid input. Ensure that input is a valid UTF-8 encoded string. Error: '{exc!r}'"
+        ) from exc
+    try:
+        if schema is None:
+            return pd.read_csv(io.StringIO(text))
+        dtypes = dict(zip(schema.input_names(), schema.pandas_types()))
+        return pd.read_csv(io.StringIO(text), dtype=dtypes)
+    except Exception as exc:
+        raise ScoringFailure(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV with a "
+            f"header row, as written by pandas.DataFrame.to_csv(). Error: '{exc}'"
+        ) from exc
+
+
+def parse_parquet(body: bytes) -> Any:
+    import pandas as pd
+
+    if not _parquet_engine_available():
+        raise ScoringFailure(
+            "parquet input needs pyarrow (or fastparquet), which is not installed in the model's "
+            "environment; send application/json or text/csv, or add pyarrow to the model's requirements",
+            status=415,
+        )
+    try:
+        return pd.read_parquet(io.BytesIO(body))
+    except Exception as exc:
+        raise ScoringFailure(
+            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid parquet "
+            f"file, as written by pandas.DataFrame.to_parquet(). Error: '{exc}'"
+        ) from exc
+
+
+_ENGINE: list[bool] = []
+
+
+def _parquet_engine_available() -> bool:
+    if not _ENGINE:
+        import importlib.util
+
+        _ENGINE.append(any(importlib.util.find_spec(name) for name in ("pyarrow", "fastparquet")))
+    return _ENGINE[0]
