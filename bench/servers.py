@@ -1,0 +1,155 @@
+"""Start and stop the two servers the benchmark compares: ``kiln serve`` and ``mlflow models serve``.
+
+Each server runs in its own process group (so its workers and nginx stop with it),
+logs to a file (a full pipe would stall it), and is ready when ``GET /ping`` says 200.
+MLflow runs from its own virtualenv so the two never share a package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MLFLOW_VERSION = "3.17.2"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server: what it is, where it answers, and its process and log."""
+
+    name: str
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def invocations(self) -> str:
+        return f"{self.base_url}/invocations"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _quiet_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.update(extra or {})
+    return env
+
+
+def ensure_mlflow_venv(venv: Path, requirements: Path) -> Path:
+    """Make (once) a virtualenv with MLflow and the model's own pinned requirements."""
+    stamp = venv / ".kiln-bench-stamp"
+    want = f"mlflow=={MLFLOW_VERSION}\n{requirements.read_text()}"
+    if stamp.is_file() and stamp.read_text() == want:
+        return venv
+    uv = Path(sys.executable).parent / "uv"
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    print(f"bench: making {venv} (mlflow=={MLFLOW_VERSION} + the model's requirements.txt)", flush=True)
+    subprocess.run(
+        [str(uv), "venv", "-q", "--allow-existing", "--python", base_python, str(venv)], check=True
+    )
+    python = str(venv / "bin" / "python")
+    install = [str(uv), "pip", "install", "-q", "--python", python, f"mlflow=={MLFLOW_VERSION}"]
+    subprocess.run([*install, "-r", str(requirements)], check=True)
+    stamp.write_text(want)
+    return venv
+
+
+def _start(name: str, cmd: Sequence[str], port: int, log: Path, env: dict[str, str]) -> Server:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    return Server(name=name, base_url=f"http://127.0.0.1:{port}", process=process, log=log)
+
+
+def stop(server: Server, grace: float = 30.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after ``grace``."""
+    pgid = server.process.pid  # start_new_session made it the group leader
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with suppress(subprocess.TimeoutExpired):
+        server.process.wait(timeout=grace)
+    with suppress(ProcessLookupError):  # workers that outlive their parent still carry the group id
+        os.killpg(pgid, signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+
+def wait_ready(server: Server, timeout: float = 180.0) -> None:
+    """Poll ``/ping`` until 200; fail with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited {server.process.returncode}:\n{tail(server.log)}")
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} not ready after {timeout:.0f}s:\n{tail(server.log)}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any, str]:
+    """POST once: (status, parsed JSON body, the Server header)."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), response.headers.get("Server", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace"), exc.headers.get("Server", "")
+
+
+@contextmanager
+def kiln(model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
+    """``kiln serve`` with its defaults (nginx in front of uvicorn workers)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "kiln", "serve", str(model), "--port", str(port), "--workers", str(workers)]
+    server = _start("kiln", cmd, port, log_dir / f"kiln-w{workers}.log", _quiet_env())
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server)
+
+
+@contextmanager
+def mlflow(venv: Path, model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
+    """``mlflow models serve --env-manager local`` from ``venv`` (its bin first on PATH, as activated)."""
+    port = free_port()
+    cmd = [str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    env = _quiet_env({"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
+    server = _start("mlflow", cmd, port, log_dir / f"mlflow-w{workers}.log", env)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server)
