@@ -108,7 +108,7 @@ def _version(cmd: list[str]) -> str:
     return (done.stdout + done.stderr).strip()
 
 
-def _machine(venv: Path) -> str:
+def _machine(venv: Path, load: str) -> str:
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
@@ -126,13 +126,13 @@ def _machine(venv: Path) -> str:
         f"{len(os.sched_getaffinity(0))} CPUs ({cpu}), Linux {platform.release()}, "
         f"Python {platform.python_version()}. kiln {metadata.version('kiln')} (git {commit}"
         f"{', src/ modified' if dirty else ''}) with uvicorn {metadata.version('uvicorn')} and {nginx}; "
-        f"MLflow venv: {mlflow_side}; {wrk.version()}."
+        f"MLflow venv: {mlflow_side}; {wrk.version()}. Load average before/after: {load}."
     )
 
 
 def _section(opts: argparse.Namespace, rows: list[report.Row], machine: str, headers: dict[int, str]) -> str:
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/serve_bench.py", *sys.argv[1:]])
-    front = ", ".join(f"workers={w}: `Server: {h or '(none)'}`" for w, h in headers.items())
+    front = " / ".join(sorted({f"`Server: {h}`" if h else "no `Server` header" for h in headers.values()}))
     met = sum(r.meets(opts.target) for r in rows)
     return f"""
 ## Serving: `kiln serve` vs `mlflow models serve`
@@ -143,7 +143,7 @@ Measured {dt.date.today().isoformat()} by `bench/serve_bench.py`, both servers s
 - Request: `POST /invocations`, `Content-Type: application/json`, the model's own
   `serving_input_example.json` (`dataframe_split`, 3 rows); both servers were checked to answer 200
   with identical predictions before measuring.
-- kiln: `kiln serve MODEL --workers N` (nginx in front of uvicorn; kiln's answers carried {front}).
+- kiln: `kiln serve -m MODEL --workers N` (nginx in front of uvicorn; its answers carried {front}).
 - MLflow: `mlflow models serve -m MODEL --env-manager local --workers N`, MLflow 3.17.2 in its own venv.
 - Load: `wrk --latency`, {opts.threads} thread, keep-alive connections, {opts.duration:g} s per run after
   {opts.warmup:g} s of warm-up per server; {opts.repeats} runs per cell, kiln and MLflow alternating;
@@ -170,9 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         script = work / "post.lua"
         script.write_text(wrk.lua_script(body_text))
         venv = servers.ensure_mlflow_venv(opts.mlflow_venv, model / "requirements.txt")
+        load_before = os.getloadavg()[0]
         runs, headers = _measure(opts, model, venv, script, work, body_text.encode())
+        # Other work on the machine skews both servers; say how busy it was.
+        load = f"{load_before:.2f}/{os.getloadavg()[0]:.2f} (1 min)"
         rows = report.rows(runs)
-        section = _section(opts, rows, _machine(venv), headers)
+        section = _section(opts, rows, _machine(venv, load), headers)
         print(section)
         raw = REPO / ".cache" / "bench" / f"serve_bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)

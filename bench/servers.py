@@ -131,7 +131,18 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 def kiln(model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
     """``kiln serve`` with its defaults (nginx in front of uvicorn workers)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "kiln", "serve", str(model), "--port", str(port), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kiln",
+        "serve",
+        "-m",
+        str(model),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     server = _start("kiln", cmd, port, log_dir / f"kiln-w{workers}.log", _quiet_env())
     try:
         wait_ready(server)

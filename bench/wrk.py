@@ -90,4 +90,5 @@ def run(url: str, script: Path, connections: int, seconds: float, threads: int =
 def version() -> str:
     """wrk's version line (``wrk -v`` prints it and exits 1)."""
     done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    return (done.stdout or done.stderr).splitlines()[0].strip()
+    first = (done.stdout or done.stderr).splitlines()[0]
+    return first.split(" Copyright")[0].strip()
