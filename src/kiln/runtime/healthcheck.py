@@ -1,0 +1,47 @@
+"""``python -m kiln.runtime.healthcheck``: exit 0 when ``GET /ping`` on this container answers 200.
+
+For the image's ``HEALTHCHECK``; standard library only, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+
+from kiln import contract, envvars
+from kiln.errors import UsageError
+
+TIMEOUT = 5.0
+
+
+def ping(port: int, *, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> tuple[bool, str]:
+    """Whether ``GET http://host:port/ping`` answered 200, and what happened."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", "/ping")
+        response = connection.getresponse()
+        response.read()
+    except OSError as exc:
+        return False, f"GET http://{host}:{port}/ping failed: {exc}"
+    finally:
+        connection.close()
+    return response.status == 200, f"GET http://{host}:{port}/ping answered {response.status}"
+
+
+def main() -> int:
+    found = envvars.lookup(os.environ, contract.ENV_PORT)
+    port = contract.PORT
+    if found is not None:
+        try:
+            port = envvars.parse_int(found[0], found[1], minimum=1)
+        except UsageError as exc:
+            print(f"unhealthy: {exc.message}", file=sys.stderr)
+            return 1
+    healthy, message = ping(port)
+    print(message, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""One uvicorn worker: ``python -m kiln.runtime.worker --socket-fd N --ready-fd M --supervisor-pid P``.
+
+The supervisor binds the listening socket and passes it down; the worker serves the
+scoring app on it and writes one byte to the readiness pipe once the model is loaded.
+Settings come from the environment the supervisor hands over (``RuntimeSettings.to_env``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import math
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+
+from kiln.runtime.logs import configure_logging
+from kiln.runtime.nginx import WORKER_KEEPALIVE_TIMEOUT
+from kiln.runtime.settings import RuntimeSettings
+
+READY = b"r"
+MODULE = "kiln.runtime.worker"
+
+
+def worker_command(python: str, *, socket_fd: int, ready_fd: int, supervisor_pid: int) -> list[str]:
+    """The command line the supervisor starts a worker with."""
+    return [
+        python,
+        "-m",
+        MODULE,
+        "--socket-fd",
+        str(socket_fd),
+        "--ready-fd",
+        str(ready_fd),
+        "--supervisor-pid",
+        str(supervisor_pid),
+    ]
+
+
+class ReadyNotifier:
+    """``on_ready`` for the app: tells the supervisor, once, that this worker can serve."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def __call__(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.write(fd, READY)
+        finally:
+            os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    _exit_with_supervisor(args.supervisor_pid)
+    # A SIGTERM before uvicorn installs its handlers (or re-raised by uvicorn after it
+    # drained) ends the worker cleanly instead of with a signal status.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    settings = RuntimeSettings.from_env(os.environ)
+    configure_logging(settings.log_level)
+    sock = socket.socket(fileno=args.socket_fd)
+    _set_nodelay(sock)
+    serve(settings, sock, ReadyNotifier(args.ready_fd))
+    return 0
+
+
+def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifier) -> None:
+    """Run the scoring app on ``sock`` until SIGTERM, draining for up to ``grace_period``."""
+    import uvicorn
+
+    from kiln.server.app import create_app
+
+    behind_nginx = sock.family == socket.AF_UNIX
+    config = uvicorn.Config(
+        app=create_app(settings, on_ready=on_ready),
+        loop="uvloop" if _installed("uvloop") else "asyncio",
+        http="httptools" if _installed("httptools") else "h11",
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.grace_period),
+        timeout_keep_alive=WORKER_KEEPALIVE_TIMEOUT,
+        # nginx logs every request; without nginx uvicorn does.
+        access_log=not behind_nginx,
+        log_config=None,
+        log_level=settings.log_level,
+        server_header=False,
+        # Only nginx can reach the unix socket, so its X-Forwarded-* headers are trusted.
+        forwarded_allow_ips="*" if behind_nginx else None,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _set_nodelay(sock: socket.socket) -> None:
+    """Nagle off for TCP (uvicorn issue #3149: an inherited socket otherwise stalls ~40 ms per request).
+
+    ``socket.socket(fileno=...)`` reads the protocol back from the kernel, so asyncio
+    sees ``IPPROTO_TCP`` and sets TCP_NODELAY on each accepted connection; the listener
+    gets it too, and Linux copies it to accepted sockets.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _exit_with_supervisor(supervisor_pid: int) -> None:
+    """Ask Linux to SIGTERM this worker if the supervisor dies, so no worker outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != supervisor_pid:
+        sys.exit(0)  # the supervisor died before the request above took effect
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__)
+    parser.add_argument("--socket-fd", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--supervisor-pid", type=int, required=True)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
