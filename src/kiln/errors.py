@@ -5,6 +5,8 @@ The tree::
     KilnError                      exit 1: anything kiln reports to a user
     ├── UsageError                 exit 2: a bad option, setting or environment variable value
     ├── ModelError                 the model directory or URI is not a servable MLflow model
+    │   └── ModelURIError          a model URI cannot be resolved or downloaded (names the URI
+    │                              and the tracking server or registry)
     ├── DependencyError            requirements cannot be read, resolved, locked or fetched
     ├── BuildError                 an image could not be built, run or inspected
     │   └── DockerUnavailableError no Docker engine answers (says how to start one)
@@ -44,6 +46,10 @@ class UsageError(KilnError):
 
 class ModelError(KilnError):
     """The model directory or URI is not a servable MLflow model."""
+
+
+class ModelURIError(ModelError):
+    """A model URI cannot be resolved or downloaded; the message names the URI and the server."""
 
 
 class DependencyError(KilnError):
