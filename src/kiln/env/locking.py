@@ -1,0 +1,224 @@
+"""Resolve requirements for the image's Python and platform with ``uv pip compile``; cache the lock.
+
+The model's requirements and kiln's runtime requirements are resolved together, so a
+conflict between them shows at build time. The lock pins every package with hashes and
+names no index: indexes and credentials stay in the host's configuration. The finished
+lock is cached by its inputs, so the same inputs always give the same lock bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from kiln.env import platform
+from kiln.env.cache import atomic_write, sha256_file
+from kiln.env.lockfile import ensure_no_credentials
+from kiln.env.redact import redact
+from kiln.env.spec import TargetPlatform
+from kiln.env.tools import run, tail, uv_binary
+from kiln.errors import DependencyError
+
+_LOCK_FORMAT = 1
+# Settings that change what uv resolves; their values (credentials removed) key the cache.
+_UV_SETTINGS = (
+    "UV_INDEX",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_INDEX_STRATEGY",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_EXCLUDE_NEWER",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_TORCH_BACKEND",
+    "UV_CONFIG_FILE",
+    "UV_NO_CONFIG",
+)
+_YOU_REQUIRE = re.compile(r"you require (.+?)(?:, we can conclude|, and |\.(?:\s|$)|$)", re.MULTILINE)
+_NO_VERSION = re.compile(
+    r"there is no version of (\S+?)(?:,| and |\s|$)|(\S+) was not found in the package registry"
+)
+
+
+class UnavailableError(DependencyError):
+    """A requirement names a version (or package) the configured indexes do not have."""
+
+    def __init__(self, message: str, *, names: frozenset[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.names = names
+        """Canonical names of the packages uv found no fitting version of."""
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """What to resolve, for which target."""
+
+    target: TargetPlatform
+    requirements: tuple[str, ...]
+    """The environment's own top-level requirements (the model's, or --requirements files')."""
+    runtime: tuple[str, ...]
+    """kiln's runtime requirements."""
+    constraints: tuple[str, ...] = ()
+    local_wheels: tuple[Path, ...] = ()
+    """Wheel files offered to the resolver next to the index (model wheels, --mlflow-home)."""
+    label: str = "model"
+    """Names the requirements in the lock's ``# via -r <label>.in`` annotations."""
+
+
+def compile_lock(request: LockRequest, *, cache_dir: Path) -> tuple[str, bool]:
+    """The lock text for ``request`` and whether it came from the cache."""
+    cached = cache_dir / "locks" / f"{cache_key(request)}.lock"
+    if cached.is_file():
+        return cached.read_text(encoding="utf-8"), True
+    text = _run_uv(request)
+    ensure_no_credentials(text, "the lock")
+    atomic_write(cached, text.encode("utf-8"))
+    return text, False
+
+
+def cache_key(request: LockRequest) -> str:
+    """sha256 over everything that decides the resolution (credentials removed)."""
+    inputs = {
+        "format": _LOCK_FORMAT,
+        "python": request.target.python_version,
+        "platform": platform.uv_python_platform(request.target),
+        "requirements": list(request.requirements),
+        "runtime": list(request.runtime),
+        "constraints": list(request.constraints),
+        "label": request.label,
+        "local_wheels": sorted(sha256_file(path) for path in request.local_wheels),
+        "uv_settings": {name: redact(os.environ[name]) for name in _UV_SETTINGS if name in os.environ},
+        "uv_config": _uv_config_digest(),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _run_uv(request: LockRequest) -> str:
+    target = request.target
+    with tempfile.TemporaryDirectory(prefix="kiln-lock-") as tmp:
+        work = Path(tmp)
+        args: list[str] = []
+        inputs = ((f"{request.label}.in", request.requirements), ("kiln-runtime.in", request.runtime))
+        for name, lines in inputs:
+            if lines:
+                (work / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+                args.append(name)
+        if request.constraints:
+            (work / "constraints.txt").write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
+            args += ["--constraint", "constraints.txt"]
+        if request.local_wheels:
+            (work / "wheels").mkdir()
+            for wheel in request.local_wheels:
+                shutil.copyfile(wheel, work / "wheels" / wheel.name)
+            args += ["--find-links", "wheels"]
+        command = [
+            uv_binary(),
+            "pip",
+            "compile",
+            *args,
+            "--generate-hashes",
+            "--no-header",
+            "--python-version",
+            target.python_version,
+            "--python-platform",
+            platform.uv_python_platform(target),
+            "--color",
+            "never",
+            "--no-progress",
+        ]
+        result = run(command, what="uv pip compile", cwd=work)
+    if result.returncode != 0:
+        raise explain_failure(result.stderr, request)
+    return result.stdout if result.stdout.endswith("\n") else result.stdout + "\n"
+
+
+def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
+    """A DependencyError naming the requirements on each side of a conflict, from uv's explanation."""
+    explanation = _explanation(stderr)
+    target = f"Python {request.target.python_version} {request.target.os_arch}"
+    if "No solution found" not in stderr:
+        return DependencyError(f"resolving the requirements for {target} failed:\n{tail(stderr)}")
+    names = _required_names(explanation)
+    ours = [line for line in request.requirements if _name(line) in names]
+    kiln = [line for line in request.runtime if _name(line) in names]
+    hint = "uv says: " + explanation
+    if ours and kiln:
+        message = (
+            f"the {request.label}'s requirement {_join(ours)} conflicts with kiln's runtime "
+            f"requirement {_join(kiln)} (resolving for {target})"
+        )
+        hint += "; relax the pin in the model's requirements, or serve with a kiln whose runtime fits"
+        return DependencyError(message, hint=hint)
+    unavailable = frozenset(
+        _name(match.group(1) or match.group(2)) for match in _NO_VERSION.finditer(explanation)
+    ) - {""}
+    if unavailable:
+        missing = [line for line in (*request.requirements, *request.runtime) if _name(line) in unavailable]
+        what = _join(missing) if missing else ", ".join(sorted(unavailable))
+        return UnavailableError(
+            f"no version of {what} is available for {target} on the configured indexes",
+            names=unavailable,
+            hint=hint,
+        )
+    involved = ours or kiln
+    what = _join(involved) if involved else "the requirements"
+    return DependencyError(
+        f"the {request.label}'s requirements cannot be resolved for {target}: {what}", hint=hint
+    )
+
+
+def _explanation(stderr: str) -> str:
+    lines = []
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("error: No solution found"):
+            continue
+        for prefix in ("cause:", "Caused by:", "\u2570\u2500\u25b6", "\u00d7"):
+            line = line.removeprefix(prefix).strip()
+        lines.append(line)
+    return redact(" ".join(lines))
+
+
+def _required_names(explanation: str) -> set[str]:
+    names: set[str] = set()
+    for match in _YOU_REQUIRE.finditer(explanation):
+        for part in match.group(1).split(" and "):
+            name = _name(part)
+            if name:
+                names.add(name)
+    return names
+
+
+def _name(text: str) -> str:
+    try:
+        return canonicalize_name(Requirement(text.strip()).name)
+    except InvalidRequirement:
+        return ""
+
+
+def _join(lines: Sequence[str]) -> str:
+    return ", ".join(repr(line) for line in lines)
+
+
+def _uv_config_digest() -> str:
+    digest = hashlib.sha256()
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    user = Path(xdg) if xdg else Path.home() / ".config"
+    for path in (user / "uv" / "uv.toml", Path("/etc/uv/uv.toml")):
+        if path.is_file():
+            digest.update(redact(path.read_text(encoding="utf-8", errors="replace")).encode("utf-8"))
+    return digest.hexdigest()

@@ -1,0 +1,297 @@
+"""ModelInfo -> EnvSpec: read the environment, settle MLflow, lock for the image, fetch on the host.
+
+``resolve_env`` writes into ``work_dir`` (which becomes part of the build context)::
+
+    requirements.lock     every package pinned with --hash lines (not for conda)
+    wheelhouse/           exactly the wheels the lock names, for the image's platform
+    installer/            the pip wheel (virtualenv) or uv wheel (uv) used to install them
+    kiln/                 a wheel of the running kiln
+    conda.yaml            the conda environment (conda only)
+
+Nothing written there names an index or carries a credential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from kiln.contract import RUNTIME_REQUIREMENTS, EnvManager
+from kiln.env import platform
+from kiln.env.cache import atomic_write, cache_root
+from kiln.env.conda import conda_environment, write_conda_file
+from kiln.env.fetch import fetch_wheels
+from kiln.env.kiln_wheel import build_kiln_wheel
+from kiln.env.lockfile import LockEntry, add_hashes, ensure_no_credentials, lock_digest, parse_lock
+from kiln.env.locking import LockRequest, UnavailableError, compile_lock
+from kiln.env.mlflow_choice import SKINNY, MlflowChoice, choose_mlflow, host_mlflow_version
+from kiln.env.requirements import ParsedRequirements, read_requirements_file
+from kiln.env.sources import ModelEnvironment, read_model_environment
+from kiln.env.spec import EnvSpec, TargetPlatform
+from kiln.env.wheelbuild import build_mlflow_home
+from kiln.errors import DependencyError
+from kiln.model.info import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "requirements.lock"
+WHEELHOUSE = "wheelhouse"
+INSTALLER_DIR = "installer"
+KILN_DIR = "kiln"
+CONDA_NAME = "conda.yaml"
+
+
+@dataclass(frozen=True)
+class _Environment:
+    """The environment's own requirements, before kiln's runtime is added."""
+
+    parsed: ParsedRequirements
+    label: str
+    model: ModelEnvironment | None
+
+
+def resolve_env(
+    model: ModelInfo | None,
+    *,
+    env_manager: EnvManager,
+    target: TargetPlatform,
+    work_dir: Path,
+    requirements_files: Sequence[Path] = (),
+    install_mlflow: bool = False,
+    mlflow_home: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EnvSpec:
+    """Lock and fetch the environment for ``model`` (or ``requirements_files``) for ``target``."""
+    platform.validate(target)
+    say = _reporter(progress)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = cache_root()
+    environment = _read_environment(model, requirements_files, prefer_conda=env_manager == "conda")
+    notes = _environment_notes(environment, model, target)
+    with tempfile.TemporaryDirectory(prefix="kiln-mlflow-home-") as scratch:
+        local_mlflow = None
+        if mlflow_home is not None:
+            say(f"building MLflow from {mlflow_home}")
+            local_mlflow = build_mlflow_home(Path(mlflow_home), Path(scratch))
+        choice = choose_mlflow(
+            [line.requirement for line in environment.parsed.requirements],
+            install_mlflow=install_mlflow,
+            local_mlflow=_wheel_pin(local_mlflow) if local_mlflow else None,
+            default_version=(model.mlflow_version if model else None) or host_mlflow_version(),
+        )
+        kiln_wheel, kiln_digest = build_kiln_wheel(work_dir / KILN_DIR)
+        say(f"built {kiln_wheel.name} from the running kiln")
+        if env_manager == "conda":
+            return _conda_spec(environment, choice, target, work_dir, kiln_wheel, kiln_digest, notes, say)
+        local_wheels = tuple(
+            line.local_wheel for line in environment.parsed.requirements if line.local_wheel is not None
+        ) + ((local_mlflow,) if local_mlflow else ())
+        request = LockRequest(
+            target=target,
+            requirements=_strings(choice.requirements),
+            runtime=RUNTIME_REQUIREMENTS,
+            constraints=tuple(str(line) for line in environment.parsed.constraints),
+            local_wheels=local_wheels,
+            label=environment.label,
+        )
+        request, text, notes = _lock(request, choice, notes, cache_dir, say)
+        entries = parse_lock(text)
+        fetched = fetch_wheels(
+            entries, target=target, dest=work_dir / WHEELHOUSE, cache_dir=cache_dir, local_wheels=local_wheels
+        )
+    say(f"fetched {len(fetched.wheels)} wheels ({fetched.from_cache} from cache)")
+    if fetched.extra_hashes:
+        text = add_hashes(text, dict(fetched.extra_hashes))
+        built = ", ".join(name for name, _ in fetched.extra_hashes)
+        notes.append(f"built pure-Python wheels on the host for packages published only as sdists: {built}")
+    lock = _lock_header(target) + text
+    ensure_no_credentials(lock, "the lock")
+    atomic_write(work_dir / LOCK_NAME, lock.encode("utf-8"))
+    installer = _installer(env_manager, environment.model, target, work_dir, cache_dir, say)
+    return EnvSpec(
+        env_manager=env_manager,
+        target=target,
+        requirements=request.requirements + request.runtime,
+        lock_file=work_dir / LOCK_NAME,
+        lock_digest=lock_digest(lock),
+        wheelhouse=work_dir / WHEELHOUSE,
+        kiln_wheel=kiln_wheel,
+        kiln_wheel_digest=kiln_digest,
+        installer_wheel=installer,
+        notes=tuple(notes),
+    )
+
+
+def _read_environment(
+    model: ModelInfo | None, requirements_files: Sequence[Path], *, prefer_conda: bool
+) -> _Environment:
+    parsed = ParsedRequirements()
+    model_env = None
+    if model is not None:
+        model_env = read_model_environment(model, prefer_conda=prefer_conda)
+        parsed = model_env.requirements
+    for path in requirements_files:
+        parsed = parsed + read_requirements_file(Path(path))
+    label = "model" if model is not None else "requirements"
+    return _Environment(parsed, label, model_env)
+
+
+def _environment_notes(
+    environment: _Environment, model: ModelInfo | None, target: TargetPlatform
+) -> list[str]:
+    notes = []
+    if environment.parsed.ignored_options:
+        notes.append(
+            "ignored options in the requirements (kiln uses the host's pip/uv configuration): "
+            + "; ".join(environment.parsed.ignored_options)
+        )
+    saved_with = (environment.model.python_version if environment.model else None) or (
+        model.python_version if model else None
+    )
+    if saved_with and ".".join(saved_with.split(".")[:2]) != target.python_version:
+        notes.append(
+            f"the model was saved with Python {saved_with}; the image runs Python {target.python_version}"
+        )
+    return notes
+
+
+def _lock(
+    request: LockRequest,
+    choice: MlflowChoice,
+    notes: list[str],
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> tuple[LockRequest, str, list[str]]:
+    """Resolve; fall back to the full mlflow when mlflow-skinny at that version is not on the index."""
+    target = request.target
+    count = len(request.requirements) + len(request.runtime)
+    say(f"resolving {count} requirements for Python {target.python_version} {target.os_arch}")
+    try:
+        text, cached = compile_lock(request, cache_dir=cache_dir)
+        notes = notes + list(choice.notes)
+    except UnavailableError as exc:
+        if choice.fallback is None or SKINNY not in exc.names:
+            raise
+        request = dataclasses.replace(request, requirements=_strings(choice.fallback))
+        text, cached = compile_lock(request, cache_dir=cache_dir)
+        notes = [*notes, *(choice.fallback_note or "").splitlines()]
+    packages = len(parse_lock(text))
+    say(f"locked {packages} packages" + (" (lock from cache)" if cached else ""))
+    return request, text, notes
+
+
+def _conda_spec(
+    environment: _Environment,
+    choice: MlflowChoice,
+    target: TargetPlatform,
+    work_dir: Path,
+    kiln_wheel: Path,
+    kiln_digest: str,
+    notes: list[str],
+    say: Callable[[str], None],
+) -> EnvSpec:
+    requirements = _strings(choice.requirements) + RUNTIME_REQUIREMENTS
+    base = environment.model.conda if environment.model else None
+    env = conda_environment(base, pip_requirements=requirements, python_version=target.python_version)
+    data = write_conda_file(env, work_dir / CONDA_NAME)
+    say(f"wrote {CONDA_NAME} with {len(requirements)} pip requirements (conda resolves it in the image)")
+    return EnvSpec(
+        env_manager="conda",
+        target=target,
+        requirements=requirements,
+        lock_file=None,
+        lock_digest=lock_digest(data.decode("utf-8")),
+        wheelhouse=None,
+        kiln_wheel=kiln_wheel,
+        kiln_wheel_digest=kiln_digest,
+        conda_file=work_dir / CONDA_NAME,
+        notes=(
+            *notes,
+            *choice.notes,
+            "conda environment is not locked on the host: conda resolves it in the image",
+        ),
+    )
+
+
+def _installer(
+    env_manager: EnvManager,
+    model_env: ModelEnvironment | None,
+    target: TargetPlatform,
+    work_dir: Path,
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> Path | None:
+    """The pip wheel (virtualenv) or uv wheel (uv) the image installs the lock with."""
+    if env_manager == "virtualenv":
+        requirement = _pinned_build_dependency(model_env, "pip") or "pip"
+    elif env_manager == "uv":
+        requirement = f"uv=={metadata.version('uv')}"
+    else:
+        return None
+    request = LockRequest(target=target, requirements=(requirement,), runtime=(), label="installer")
+    text, _cached = compile_lock(request, cache_dir=cache_dir)
+    entries = [
+        entry for entry in parse_lock(text) if entry.name == canonicalize_name(Requirement(requirement).name)
+    ]
+    fetched = fetch_wheels(
+        _one(entries, requirement), target=target, dest=work_dir / INSTALLER_DIR, cache_dir=cache_dir
+    )
+    wheel = fetched.wheels[0]
+    say(f"installer: {wheel.name}")
+    return wheel
+
+
+def _pinned_build_dependency(model_env: ModelEnvironment | None, name: str) -> str | None:
+    for line in model_env.build_dependencies if model_env else ():
+        try:
+            requirement = Requirement(line)
+        except ValueError:
+            continue
+        if canonicalize_name(requirement.name) == name and requirement.specifier:
+            return str(requirement)
+    return None
+
+
+def _one(entries: list[LockEntry], requirement: str) -> list[LockEntry]:
+    if len(entries) != 1:
+        raise DependencyError(
+            f"resolving the installer {requirement!r} gave {len(entries)} matching packages"
+        )
+    return entries
+
+
+def _wheel_pin(wheel: Path) -> tuple[str, str]:
+    name, version, _build, _tags = parse_wheel_filename(wheel.name)
+    return str(name), str(version)
+
+
+def _strings(requirements: Sequence[Requirement]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for requirement in requirements:
+        seen.setdefault(str(requirement), None)
+    return tuple(seen)
+
+
+def _lock_header(target: TargetPlatform) -> str:
+    return (
+        f"# kiln lock for CPython {target.python_version} on {platform.uv_python_platform(target)}.\n"
+        "# Install offline: --no-index --find-links <wheelhouse> --require-hashes --no-deps -r <this file>\n"
+    )
+
+
+def _reporter(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        logger.debug("%s", message)
+        if progress is not None:
+            progress(message)
+
+    return say
