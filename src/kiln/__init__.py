@@ -2,4 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from kiln.api import BuildResult, build, generate_dockerfile
+
+__all__ = ["BuildResult", "__version__", "build", "generate_dockerfile"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the runtime imports ``kiln`` inside images, where the builder's dependencies are absent.
+    if name in ("build", "generate_dockerfile", "BuildResult"):
+        from kiln import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kiln' has no attribute {name!r}")

@@ -30,6 +30,9 @@ CONDA_ENV_DIR = f"{KILN_HOME}/conda-env"
 LOCK_PATH = f"{KILN_HOME}/requirements.lock"
 """The full lock (with hashes) the environment was installed from."""
 
+INSTALLER_DIR = f"{KILN_HOME}/installer"
+"""Model-agnostic images: the installer wheel (pip or uv) kept for the opt-in install at start."""
+
 RUNTIME_DIR = "/tmp/kiln"
 """The only directory the runtime writes to: nginx.conf, sockets, nginx temp files."""
 
@@ -66,6 +69,9 @@ ENV_EXPOSE_TRACEBACKS = ("KILN_EXPOSE_TRACEBACKS",)
 ENV_LOG_LEVEL = ("KILN_LOG_LEVEL",)
 ENV_INSTALL_MISSING = ("KILN_INSTALL_MISSING_REQUIREMENTS",)
 """Model-agnostic images: opt in to installing a mounted model's missing packages at start."""
+ENV_MODEL_AGNOSTIC = ("KILN_MODEL_AGNOSTIC",)
+"""Set to ``true`` by kiln in model-agnostic images: the runtime checks a mounted model's
+requirements against the installed environment before loading it."""
 ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
 """The nginx executable to run; unset: ``nginx`` on $PATH, then /usr/sbin/nginx."""
 

@@ -1,0 +1,374 @@
+"""kiln's Python API: ``build`` an image, or ``generate_dockerfile`` for a build context to build later.
+
+Both take the same options as ``kiln build`` and ``kiln generate-dockerfile``::
+
+    import kiln
+    result = kiln.build("path/to/model", name="my-model:1")
+    kiln.generate_dockerfile("path/to/model", output_directory="ctx")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln import contract
+from kiln.backends.base import Builder, BuildRequest, BuiltImage, get_builder
+from kiln.backends.progress import LogProgress, Progress
+from kiln.backends.smoke import SmokeResult
+from kiln.env.resolve import resolve_env
+from kiln.env.spec import EnvSpec, TargetPlatform
+from kiln.errors import DockerUnavailableError, KilnError, UsageError
+from kiln.image.base import PythonPlan, default_base_image, describe_mismatch, plan_python, requested_python
+from kiln.image.context import write_context
+from kiln.image.interpreter import fetch_python
+from kiln.image.probe import BaseImageInfo, assumed_python_slim
+from kiln.image.spec import ImageOptions, ImageSpec, build_image_spec
+from kiln.model.info import ModelInfo, read_model_info
+from kiln.model.uri import local_model_path, scheme_of
+
+log = logging.getLogger(__name__)
+
+_TAG = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$"
+)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``build`` made: the image, the spec it was built from, and what the user should know."""
+
+    image: BuiltImage
+    spec: ImageSpec
+    notes: tuple[str, ...]
+    smoke: SmokeResult | None = None
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    model: ModelInfo | None
+    env_from: ModelInfo | None
+    model_uri: str | None
+    requirements: tuple[Path, ...]
+
+
+def build(
+    model_uri: str | Path | None = None,
+    *,
+    name: str,
+    env_manager: contract.EnvManager = contract.DEFAULT_ENV_MANAGER,
+    base_image: str | None = None,
+    install_java: bool = False,
+    install_mlflow: bool = False,
+    mlflow_home: str | Path | None = None,
+    requirements: Sequence[str | Path] = (),
+    env_from: str | Path | None = None,
+    no_cache: bool = False,
+    platform: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    smoke_test: bool = False,
+    progress: Progress | None = None,
+    builder: str = "docker",
+) -> BuildResult:
+    """Build an image named ``name`` serving the model at ``model_uri`` (None: model-agnostic).
+
+    Raises a KilnError subclass for anything the user can fix: ModelError, DependencyError,
+    BuildError (with the failing step's log tail), DockerUnavailableError.
+    """
+    progress = progress or LogProgress()
+    ok = False
+    try:
+        _check_name(name)
+        inputs = _inputs(model_uri, env_manager, requirements, env_from)
+        if smoke_test and inputs.model is None and inputs.env_from is None:
+            raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
+        progress.phase("connecting to Docker")
+        engine = get_builder(builder)
+        with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
+            work = Path(tmp)
+            spec, env = _prepare(
+                inputs,
+                engine=engine,
+                env_manager=env_manager,
+                base_image=base_image,
+                install_java=install_java,
+                install_mlflow=install_mlflow,
+                mlflow_home=mlflow_home,
+                platform=platform,
+                labels=labels,
+                buildkit=engine.buildkit,
+                work=work,
+                context=work / "context",
+                progress=progress,
+            )
+            progress.phase(f"building image {name}")
+            request = BuildRequest(
+                context=work / "context",
+                tag=name,
+                no_cache=no_cache,
+                platform=platform,
+                build_args=tuple((build_args or {}).items()),
+            )
+            image = engine.build(request, progress)
+        smoke = _smoke(engine, image, inputs, progress) if smoke_test else None
+        ok = True
+        return BuildResult(image=image, spec=spec, notes=env.notes, smoke=smoke)
+    finally:
+        progress.finish(ok)
+
+
+def generate_dockerfile(
+    model_uri: str | Path | None = None,
+    *,
+    output_directory: str | Path,
+    env_manager: contract.EnvManager = contract.DEFAULT_ENV_MANAGER,
+    base_image: str | None = None,
+    install_java: bool = False,
+    install_mlflow: bool = False,
+    mlflow_home: str | Path | None = None,
+    requirements: Sequence[str | Path] = (),
+    env_from: str | Path | None = None,
+    platform: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    buildkit: bool = False,
+    progress: Progress | None = None,
+    builder: str = "docker",
+) -> Path:
+    """Write a Dockerfile and its build context into ``output_directory``; return the Dockerfile's path.
+
+    ``docker build output_directory`` then builds the same image ``build`` would. Without
+    ``buildkit`` the Dockerfile avoids BuildKit-only syntax, so either builder can build it.
+    The base image is inspected with Docker when one answers; without Docker only the
+    default ``python:X.Y-slim`` base can be assumed.
+    """
+    progress = progress or LogProgress()
+    ok = False
+    try:
+        inputs = _inputs(model_uri, env_manager, requirements, env_from)
+        output = Path(output_directory).absolute()
+        progress.phase("connecting to Docker")
+        try:
+            engine: Builder | None = get_builder(builder)
+        except DockerUnavailableError as exc:
+            engine = None
+            log.warning("%s; the base image cannot be inspected", exc.message)
+        with tempfile.TemporaryDirectory(prefix="kiln-generate-") as tmp:
+            _spec, env = _prepare(
+                inputs,
+                engine=engine,
+                env_manager=env_manager,
+                base_image=base_image,
+                install_java=install_java,
+                install_mlflow=install_mlflow,
+                mlflow_home=mlflow_home,
+                platform=platform,
+                labels=labels,
+                buildkit=buildkit,
+                work=Path(tmp),
+                context=output,
+                progress=progress,
+            )
+        for note in env.notes:
+            log.debug("note: %s", note)
+        ok = True
+        return output / "Dockerfile"
+    finally:
+        progress.finish(ok)
+
+
+def _prepare(
+    inputs: _Inputs,
+    *,
+    engine: Builder | None,
+    env_manager: contract.EnvManager,
+    base_image: str | None,
+    install_java: bool,
+    install_mlflow: bool,
+    mlflow_home: str | Path | None,
+    platform: str | None,
+    labels: Mapping[str, str] | None,
+    buildkit: bool,
+    work: Path,
+    context: Path,
+    progress: Progress,
+) -> tuple[ImageSpec, EnvSpec]:
+    """Probe the base, plan the interpreter, resolve the environment, write the build context."""
+    env_model = inputs.model or inputs.env_from
+    requested = requested_python(env_model)
+    image = base_image or default_base_image(env_manager, requested)
+    progress.phase(f"inspecting base image {image}")
+    base = _probe(engine, image, platform, env_manager, requested)
+    plan = plan_python(env_manager, requested, base)
+    progress.detail(_describe_base(base, plan))
+    python_dir = None
+    if plan.bundled:
+        progress.phase(f"fetching Python {plan.version} (the base image lacks it)")
+        python_dir = fetch_python(
+            plan.version,
+            platform or base.os_arch,
+            work / "python",
+            reason=describe_mismatch(base, plan.version),
+        )
+    progress.phase("resolving the Python environment")
+    env = _resolve(
+        inputs, env_model, env_manager, plan, base, platform, install_mlflow, mlflow_home, work, progress
+    )
+    for note in env.notes:
+        progress.note(note)
+    options = ImageOptions(
+        base_image=image,
+        install_java=install_java,
+        buildkit=buildkit,
+        model_uri=inputs.model_uri,
+        labels=tuple((labels or {}).items()),
+    )
+    spec = build_image_spec(inputs.model, env, base, plan, options)
+    progress.phase("writing the build context")
+    write_context(
+        spec, env, context, model_dir=inputs.model.path if inputs.model else None, python_dir=python_dir
+    )
+    progress.detail(f"build context in {context}")
+    return spec, env
+
+
+def _resolve(
+    inputs: _Inputs,
+    env_model: ModelInfo | None,
+    env_manager: contract.EnvManager,
+    plan: PythonPlan,
+    base: BaseImageInfo,
+    platform: str | None,
+    install_mlflow: bool,
+    mlflow_home: str | Path | None,
+    work: Path,
+    progress: Progress,
+) -> EnvSpec:
+    target = TargetPlatform(
+        python_version=plan.version,
+        os_arch=platform or base.os_arch,
+        **({"glibc": base.glibc} if base.glibc else {}),
+    )
+    # local installs with a pinned pip wheel too (the base may have no pip): the lock and the
+    # wheelhouse for a target do not depend on the env manager, only the installer does.
+    resolve_as: contract.EnvManager = "virtualenv" if env_manager == "local" else env_manager
+    env = resolve_env(
+        env_model,
+        env_manager=resolve_as,
+        target=target,
+        work_dir=work / "env",
+        requirements_files=inputs.requirements,
+        install_mlflow=install_mlflow,
+        mlflow_home=Path(mlflow_home) if mlflow_home is not None else None,
+        progress=progress.detail,
+    )
+    return dataclasses.replace(env, env_manager=env_manager)
+
+
+def _probe(
+    engine: Builder | None,
+    image: str,
+    platform: str | None,
+    env_manager: contract.EnvManager,
+    requested: str | None,
+) -> BaseImageInfo:
+    if engine is not None:
+        return engine.probe(image, platform=platform)
+    if requested and env_manager != "conda" and image == default_base_image(env_manager, requested):
+        log.warning(
+            "assuming %s holds Python %s at /usr/local/bin/python3, apt and no nginx", image, requested
+        )
+        return assumed_python_slim(image, requested)
+    raise DockerUnavailableError(
+        f"cannot inspect base image {image!r} without a Docker engine",
+        hint="start Docker, or use the default base image (omit --base-image) for a model "
+        "with python_env.yaml",
+    )
+
+
+def _describe_base(base: BaseImageInfo, plan: PythonPlan) -> str:
+    found = f"Python {base.python_version} at {base.python}" if base.python else "no Python"
+    extras = ", ".join(
+        part for part in ("nginx" if base.has_nginx else "", "apt" if base.has_apt else "") if part
+    )
+    how = "bundled (fetched on the host)" if plan.bundled else (plan.interpreter or "from conda")
+    return f"{base.image}: {found}{', ' + extras if extras else ''}; environment Python {plan.version}: {how}"
+
+
+def _inputs(
+    model_uri: str | Path | None,
+    env_manager: str,
+    requirements: Sequence[str | Path],
+    env_from: str | Path | None,
+) -> _Inputs:
+    if env_manager not in contract.ENV_MANAGERS:
+        raise UsageError(
+            f"unknown env manager {env_manager!r} (expected one of {', '.join(contract.ENV_MANAGERS)})"
+        )
+    files = tuple(Path(p).absolute() for p in requirements)
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"requirements file {str(path)!r} does not exist")
+    if model_uri is not None and env_from is not None:
+        raise UsageError(
+            "--env-from is for model-agnostic images: pass either -m MODEL or --env-from, not both"
+        )
+    model = _local_model(str(model_uri)) if model_uri is not None else None
+    env_model = _local_model(str(env_from)) if env_from is not None else None
+    if model is None and env_model is None and not files and env_manager != "conda":
+        log.info("model-agnostic image without --requirements or --env-from: kiln's runtime only")
+    shown = str(model.path) if model is not None and scheme_of(str(model_uri)) == "" else model_uri
+    return _Inputs(
+        model=model, env_from=env_model, model_uri=str(shown) if shown else None, requirements=files
+    )
+
+
+def _local_model(uri: str) -> ModelInfo:
+    path = local_model_path(uri)
+    if path is None:
+        raise UsageError(
+            f"model URI {uri!r} is not a local directory; this kiln builds from local model directories "
+            "(a path or file:// URI)",
+            hint="download the model first, e.g. 'mlflow artifacts download -u URI -d DIR', then pass -m DIR",
+        )
+    return read_model_info(path)
+
+
+def _check_name(name: str) -> None:
+    if not name or not _TAG.match(name) or len(name) > 255:
+        raise UsageError(
+            f"image name {name!r} is not a valid Docker reference (expected e.g. 'my-model' or "
+            "'registry.example.com/team/my-model:1.0', lower case)"
+        )
+
+
+def _smoke(engine: Builder, image: BuiltImage, inputs: _Inputs, progress: Progress) -> SmokeResult:
+    from kiln.backends.docker import DockerBuilder
+    from kiln.backends.smoke import smoke_test
+
+    if not isinstance(engine, DockerBuilder):
+        raise UsageError("--smoke-test needs the docker builder")
+    model = inputs.model or inputs.env_from
+    assert model is not None
+    progress.phase(f"smoke test of {image.tag}")
+    result = smoke_test(
+        engine.cli, image.image_id, model.path, mount=inputs.model is None, on_output=progress.detail
+    )
+    if result.body is not None:
+        progress.note(
+            f"smoke test: /ping ready in {result.ready_seconds:.1f}s; predictions: {result.body[:500]}"
+        )
+    else:
+        progress.note(
+            f"smoke test: /ping ready in {result.ready_seconds:.1f}s (the model saved no input example)"
+        )
+    return result
+
+
+__all__ = ["BuildResult", "KilnError", "build", "generate_dockerfile"]

@@ -1,0 +1,221 @@
+"""``kiln build`` and ``kiln generate-dockerfile``: options in, ``kiln.api`` call, result out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from kiln import contract
+from kiln.backends.progress import LogProgress, Progress, QuietProgress, RichProgress
+from kiln.cli import main
+from kiln.errors import UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _shared_options(func: F) -> F:
+    """The options ``build`` and ``generate-dockerfile`` share, with the same defaults."""
+    options = [
+        click.option(
+            "-m",
+            "--model-uri",
+            metavar="MODEL",
+            help="The MLflow model to package: a local directory or file:// URI. "
+            "Without it the image is model-agnostic: mount a model at " + contract.MODEL_DIR + ".",
+        ),
+        click.option(
+            "--env-manager",
+            type=click.Choice(contract.ENV_MANAGERS),
+            default=contract.DEFAULT_ENV_MANAGER,
+            show_default=True,
+            help="How the model's environment is made: an isolated venv (virtualenv, uv), the base "
+            "image's own Python (local), or a conda environment (conda).",
+        ),
+        click.option(
+            "--base-image",
+            metavar="IMAGE",
+            help="Base image [default: python:X.Y-slim for the model's Python X.Y].",
+        ),
+        click.option(
+            "--install-java",
+            type=bool,
+            is_flag=False,
+            flag_value=True,
+            default=False,
+            metavar="[true|false]",
+            help="Install a Java runtime (Debian's default-jre-headless). Without it, no JDK/JRE.",
+        ),
+        click.option(
+            "--install-mlflow",
+            is_flag=True,
+            help="Install MLflow even if the model's requirements do not name it.",
+        ),
+        click.option(
+            "--mlflow-home",
+            type=click.Path(exists=True, file_okay=False),
+            metavar="PATH",
+            help="Install MLflow from this local checkout instead of from the index.",
+        ),
+        click.option(
+            "--requirements",
+            "requirements",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False),
+            metavar="FILE",
+            help="Extra requirements file (repeatable); for a model-agnostic image, its environment.",
+        ),
+        click.option(
+            "--env-from",
+            type=click.Path(exists=True, file_okay=False),
+            metavar="MODEL_DIR",
+            help="Model-agnostic image: use the environment of this model directory.",
+        ),
+        click.option(
+            "--platform",
+            metavar="OS/ARCH",
+            help="Target platform, e.g. linux/amd64 [default: the base image's].",
+        ),
+        click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Add an image label."),
+        click.option("-q", "--quiet", is_flag=True, help="Print only the result; errors still go to stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command("build")
+@_shared_options
+@click.option("-n", "--name", required=True, metavar="NAME[:TAG]", help="The image's name and tag.")
+@click.option("--no-cache", is_flag=True, help="Build every layer afresh.")
+@click.option(
+    "--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="A docker build argument."
+)
+@click.option(
+    "--smoke-test",
+    is_flag=True,
+    help="Start the built image, wait for /ping, score the model's saved input example, remove it.",
+)
+def build(
+    model_uri: str | None,
+    name: str,
+    env_manager: contract.EnvManager,
+    base_image: str | None,
+    install_java: bool,
+    install_mlflow: bool,
+    mlflow_home: str | None,
+    requirements: Sequence[str],
+    env_from: str | None,
+    platform: str | None,
+    labels: Sequence[str],
+    quiet: bool,
+    no_cache: bool,
+    build_args: Sequence[str],
+    smoke_test: bool,
+) -> None:
+    """Build a Docker image that serves an MLflow model on port 8080."""
+    from kiln import api
+
+    result = api.build(
+        model_uri,
+        name=name,
+        env_manager=env_manager,
+        base_image=base_image,
+        install_java=install_java,
+        install_mlflow=install_mlflow,
+        mlflow_home=mlflow_home,
+        requirements=requirements,
+        env_from=env_from,
+        no_cache=no_cache,
+        platform=platform,
+        build_args=_pairs("--build-arg", build_args),
+        labels=_pairs("--label", labels),
+        smoke_test=smoke_test,
+        progress=_progress(quiet),
+    )
+    if quiet:
+        click.echo(result.image.image_id)
+        return
+    image = result.image
+    cached = sum(step.cached for step in image.steps)
+    click.echo(
+        f"Built {image.tag} ({image.image_id[:19]}) with {image.builder} in {image.seconds:.0f}s; "
+        f"{cached} of {len(image.steps)} steps from cache"
+    )
+    if result.smoke is not None and result.smoke.body is not None:
+        click.echo(f"Smoke test predictions: {result.smoke.body[:2000]}")
+    click.echo(f"Run it: docker run --rm -p {contract.PORT}:{contract.PORT} {image.tag}")
+
+
+@main.command("generate-dockerfile")
+@_shared_options
+@click.option(
+    "-d",
+    "--output-directory",
+    default="mlflow-dockerfile",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the Dockerfile and its build context.",
+)
+@click.option(
+    "--buildkit/--no-buildkit",
+    default=False,
+    help="Use BuildKit-only syntax (cache and bind mounts) [default: no, any builder builds it].",
+)
+def generate_dockerfile(
+    model_uri: str | None,
+    output_directory: str,
+    env_manager: contract.EnvManager,
+    base_image: str | None,
+    install_java: bool,
+    install_mlflow: bool,
+    mlflow_home: str | None,
+    requirements: Sequence[str],
+    env_from: str | None,
+    platform: str | None,
+    labels: Sequence[str],
+    quiet: bool,
+    buildkit: bool,
+) -> None:
+    """Write a Dockerfile and its build context, to build later with 'docker build DIR'."""
+    from kiln import api
+
+    dockerfile = api.generate_dockerfile(
+        model_uri,
+        output_directory=output_directory,
+        env_manager=env_manager,
+        base_image=base_image,
+        install_java=install_java,
+        install_mlflow=install_mlflow,
+        mlflow_home=mlflow_home,
+        requirements=requirements,
+        env_from=env_from,
+        platform=platform,
+        labels=_pairs("--label", labels),
+        buildkit=buildkit,
+        progress=_progress(quiet),
+    )
+    if quiet:
+        click.echo(str(dockerfile))
+        return
+    click.echo(f"Wrote {dockerfile} and its build context; build it with: docker build {dockerfile.parent}")
+
+
+def _progress(quiet: bool) -> Progress:
+    if quiet:
+        return QuietProgress()
+    if sys.stderr.isatty():
+        return RichProgress()
+    return LogProgress()
+
+
+def _pairs(option: str, values: Sequence[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {value!r} is not KEY=VALUE")
+        pairs[key.strip()] = rest
+    return pairs
