@@ -9,22 +9,23 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from kiln.errors import KilnError
 from kiln.runtime.settings import RuntimeSettings
 from kiln.server import handlers
-from kiln.server.handlers import ServerState
+from kiln.server.invocations import Dispatch, Invocations
 from kiln.server.loader import load_model
 from kiln.server.metrics import Metrics, MetricsMiddleware
 from kiln.server.predict import Predictor
+from kiln.server.state import ServerState
 from kiln.server.timeout import PredictLane
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None = None) -> Starlette:
+def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None = None) -> ASGIApp:
     """The scoring app for the model at ``settings.model_dir``.
 
     Its lifespan loads the model (in a thread), prepares the predictor and then calls
@@ -46,22 +47,24 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
             if state.lane is not None:
                 state.lane.close()
 
+    invocations = Invocations(state)
     routes = [
         Route("/ping", handlers.ping, methods=["GET"]),
         Route("/health", handlers.ping, methods=["GET"]),
         Route("/version", handlers.version, methods=["GET"]),
-        Route("/invocations", handlers.invocations, methods=["POST"]),
+        Route("/invocations", invocations, methods=["POST"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
     ]
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)] if metrics is not None else []
     app = Starlette(
         routes=routes,
-        middleware=middleware,
         exception_handlers={HTTPException: handlers.http_error, Exception: handlers.server_error},
         lifespan=lifespan,
     )
     app.state.kiln = state
-    return app
+    scoring: ASGIApp = Dispatch(app, invocations)
+    if metrics is not None:
+        scoring = MetricsMiddleware(scoring, metrics)
+    return scoring
 
 
 async def _load(state: ServerState) -> None:

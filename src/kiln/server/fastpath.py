@@ -50,27 +50,22 @@ class FastPath:
             logger.debug("no fast path for this model", exc_info=True)
             return None
 
-    def try_predict(self, data: Any, params: Any) -> tuple[bool, Any]:
-        """``(True, prediction)`` if the fast path applies to ``data``, else ``(False, None)``."""
+    def try_predict(self, data: Any, params: Any, *, conforms: bool = False) -> tuple[bool, Any]:
+        """``(True, prediction)`` if the fast path applies to ``data``, else ``(False, None)``.
+
+        ``conforms``: the parser guarantees the columns are exactly the signature's, in its
+        order and with its dtypes, so the checks are skipped.
+        """
         import pandas as pd
 
         if type(data) is not pd.DataFrame:
             return False, None
         columns = data.columns
-        if not columns.is_unique:
+        if conforms:
+            pass
+        elif not self._conforms(data):
             return False, None
-        dtypes = data.dtypes
-        for index, name in enumerate(self.names):
-            if name not in columns:
-                return False, None
-            dtype = dtypes[name]
-            key = (index, dtype)
-            ok = self.accepted.get(key)
-            if ok is None:
-                ok = self.accepted[key] = _accepts(self.types[index], dtype)
-            if not ok:
-                return False, None
-        if len(columns) != len(self.names) or tuple(columns) != self.names:
+        elif len(columns) != len(self.names) or tuple(columns) != self.names:
             extra = [c for c in columns if c not in self.names]
             if extra:
                 logger.warning(
@@ -86,6 +81,24 @@ class FastPath:
             if params:
                 logger.warning("the model's predict function takes no params; ignoring %s", params)
             return True, self.predict_fn(data)
+
+    def _conforms(self, data: Any) -> bool:
+        """Every signature column present once, with a dtype MLflow leaves unchanged."""
+        columns = data.columns
+        if not columns.is_unique:
+            return False
+        dtypes = data.dtypes
+        for index, name in enumerate(self.names):
+            if name not in columns:
+                return False
+            dtype = dtypes[name]
+            key = (index, dtype)
+            ok = self.accepted.get(key)
+            if ok is None:
+                ok = self.accepted[key] = _accepts(self.types[index], dtype)
+            if not ok:
+                return False
+        return True
 
 
 def _prepare(model: Any) -> FastPath | None:

@@ -20,6 +20,7 @@ import orjson
 
 from kiln.server.content import MediaKind
 from kiln.server.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, ScoringFailure, failure_from_mlflow
+from kiln.server.fastframe import FastFrame
 
 DF_SPLIT = "dataframe_split"
 DF_RECORDS = "dataframe_records"
@@ -45,6 +46,9 @@ class ParsedRequest:
     """Usually a dict or None; anything else is rejected by the params schema check, like MLflow."""
     unwrapped: bool = False
     """LLM-style request: the answer is the prediction itself, not ``{"predictions": ...}``."""
+    conforms: bool = False
+    """``data`` is a DataFrame of exactly the signature's columns, in the signature's order, each
+    with the signature's dtype: what MLflow's schema enforcement would hand the model."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class InputContract:
     """``mlflow.types.Schema`` or None."""
     param_names: frozenset[str] = frozenset()
     signature_from_type_hint: bool = False
+    fast_frame: FastFrame | None = None
 
     @classmethod
     def of(cls, metadata: Any) -> InputContract:
@@ -62,10 +67,12 @@ class InputContract:
         params_schema = metadata.get_params_schema() if hasattr(metadata, "get_params_schema") else None
         names = frozenset(p.name for p in params_schema.params) if params_schema is not None else frozenset()
         from_hint = getattr(metadata, "_is_signature_from_type_hint", None)
+        input_schema = metadata.get_input_schema()
         return cls(
-            input_schema=metadata.get_input_schema(),
+            input_schema=input_schema,
             param_names=names,
             signature_from_type_hint=bool(from_hint()) if callable(from_hint) else False,
+            fast_frame=FastFrame.prepare(input_schema),
         )
 
 
@@ -124,7 +131,13 @@ def parse_json(body: bytes, contract: InputContract) -> ParsedRequest:
             f"Invalid input. {_REQUIRED_FORMAT}. Received an object with the keys {list(obj)}."
         )
     key = found[0]
-    return ParsedRequest(_parse_format(key, obj[key], contract.input_schema), params)
+    value = obj[key]
+    fast = contract.fast_frame
+    if fast is not None and key in (DF_SPLIT, DF_RECORDS):
+        frame = fast.split(value) if key == DF_SPLIT else fast.records(value)
+        if frame is not None:
+            return ParsedRequest(frame, params, conforms=True)
+    return ParsedRequest(_parse_format(key, value, contract.input_schema), params)
 
 
 def _parse_format(key: str, value: Any, schema: Any) -> Any:

@@ -38,11 +38,14 @@ class Predictor:
         else:
             logger.info("fast path prepared for columns %s", list(self.fast.names))
 
-    def predict(self, data: Any, params: Any) -> Any:
-        """The model's prediction for ``data``; ScoringFailure with MLflow's status and code on error."""
+    def predict(self, data: Any, params: Any, *, conforms: bool = False) -> Any:
+        """The model's prediction for ``data``; ScoringFailure with MLflow's status and code on error.
+
+        ``conforms``: the parser built ``data`` with exactly the signature's columns and dtypes.
+        """
         try:
             if self.fast is not None:
-                done, result = self.fast.try_predict(data, params)
+                done, result = self.fast.try_predict(data, params, conforms=conforms)
                 if done:
                     return result
             if self._accepts_params:

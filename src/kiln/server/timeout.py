@@ -85,6 +85,15 @@ class _Runner:
                 return
 
 
+class _Expired(Exception):
+    """Set on a job's future when its deadline passes first."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
     if future.done():
         return
@@ -127,18 +136,19 @@ class PredictLane:
         """``fn()`` on the lane; PredictTimeout when ``deadline`` (event-loop time) passes first."""
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop)
+        timer = loop.call_at(deadline, _expire, job.future)
         self._queue.put(job)
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+            return await job.future
+        except _Expired:
             pass
+        finally:
+            timer.cancel()
         with job.lock:
             state = job.state
             if state == _QUEUED:
                 job.state = _DROPPED
-        if state == _DONE:  # it finished in the instant the deadline passed
-            return await job.future
-        started = state == _RUNNING
+        started = state == _RUNNING  # _DONE: it finished in the instant the deadline passed
         if self._on_timeout is not None:
             self._on_timeout(started)
         if started:

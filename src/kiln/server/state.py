@@ -1,0 +1,43 @@
+"""ServerState: what the endpoints share, and the parse -> predict -> serialise step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiln.runtime.settings import RuntimeSettings
+from kiln.server.content import MediaKind
+from kiln.server.errors import INTERNAL_ERROR, ScoringFailure, from_exception
+from kiln.server.metrics import Metrics
+from kiln.server.parsing import parse_request
+from kiln.server.predict import Predictor
+from kiln.server.serialize import predictions_json
+from kiln.server.timeout import PredictLane
+
+
+@dataclass
+class ServerState:
+    """``predictor`` and ``lane`` are set once the model is loaded."""
+
+    settings: RuntimeSettings
+    metrics: Metrics | None
+    mlflow_version: str = "unknown"
+    predictor: Predictor | None = None
+    lane: PredictLane | None = None
+
+    def score(self, body: bytes, kind: MediaKind) -> tuple[int, bytes]:
+        """Status and JSON body for one request body (runs on the predict lane)."""
+        predictor = self.predictor
+        assert predictor is not None
+        try:
+            request = parse_request(body, kind, predictor.contract)
+            prediction = predictor.predict(request.data, request.params, conforms=request.conforms)
+            try:
+                return 200, predictions_json(prediction, unwrapped=request.unwrapped)
+            except TypeError as exc:
+                raise ScoringFailure(
+                    f"the model's prediction could not be serialised to JSON: {exc}",
+                    status=500,
+                    error_code=INTERNAL_ERROR,
+                ) from exc
+        except Exception as exc:
+            return from_exception(exc, expose_tracebacks=self.settings.expose_tracebacks)
