@@ -42,3 +42,24 @@ def start_runtime(tmp_path: Path) -> Iterator[StartRuntime]:
             )
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def iris_runtime(
+    model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """One ``python -m kiln.runtime serve`` of sklearn_iris through nginx, shared by read-only tests.
+
+    Two workers from MLflow's variable, a 64 KiB body limit.
+    """
+    model = model_dir("sklearn_iris")
+    port = free_port()
+    runtime_dir = short_tmp_dir("kiln-rt-")
+    env = runtime_env(model, port, runtime_dir, {"MLFLOW_MODELS_WORKERS": "2", "KILN_MAX_BODY_SIZE": "64k"})
+    log_dir = tmp_path_factory.mktemp("iris-runtime")
+    try:
+        with running(runtime_command("serve"), env, port, runtime_dir, log_dir) as run:
+            run.wait_ready()
+            yield run
+    finally:
+        remove_dir(runtime_dir)
