@@ -23,6 +23,12 @@ class Run:
     connections: int
     repeat: int
     result: WrkResult
+    cpu_seconds: float = 0.0
+    """CPU time the server's processes used during the run."""
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.result.requests if self.result.requests else 0.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Cell:
     p99_ms: float
     errors: int
     repeats: int
+    cpu_ms: float = 0.0
+    """Server CPU time per request (all its processes), median over the repeats."""
 
 
 def cell(runs: Sequence[Run]) -> Cell:
@@ -44,6 +52,7 @@ def cell(runs: Sequence[Run]) -> Cell:
         p99_ms=statistics.median(r.result.p99_ms for r in runs),
         errors=sum(r.result.errors for r in runs),
         repeats=len(runs),
+        cpu_ms=statistics.median(r.cpu_ms_per_request for r in runs),
     )
 
 
@@ -81,13 +90,15 @@ def table(measured: Sequence[Row], target_ratio: float) -> str:
     """The markdown results table, one line per (workers, connections)."""
     lines = [
         "| workers | connections | kiln req/s | MLflow req/s | kiln/MLflow | kiln p50 ms | MLflow p50 ms "
-        "| kiln p99 ms | MLflow p99 ms | errors kiln/MLflow | target met |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| kiln p99 ms | MLflow p99 ms | kiln CPU ms/req | MLflow CPU ms/req | errors kiln/MLflow "
+        "| target met |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in measured:
         lines.append(
             f"| {r.workers} | {r.connections} | {r.kiln.rps:,.0f} | {r.mlflow.rps:,.0f} | {r.ratio:.2f}x "
             f"| {r.kiln.p50_ms:.2f} | {r.mlflow.p50_ms:.2f} | {r.kiln.p99_ms:.2f} | {r.mlflow.p99_ms:.2f} "
+            f"| {r.kiln.cpu_ms:.2f} | {r.mlflow.cpu_ms:.2f} "
             f"| {r.kiln.errors}/{r.mlflow.errors} | {'yes' if r.meets(target_ratio) else 'no'} |"
         )
     return "\n".join(lines)

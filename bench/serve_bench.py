@@ -92,12 +92,15 @@ def _measure(
                     # Alternate who goes first so drift (heat, noisy neighbours) hits both alike.
                     order = (kiln, mlflow) if (repeat + i) % 2 == 0 else (mlflow, kiln)
                     for server in order:
+                        cpu_before = servers.cpu_seconds(server)
                         result = wrk.run(server.invocations, script, connections, opts.duration, opts.threads)
-                        runs.append(report.Run(server.name, workers, connections, repeat, result))
+                        cpu = servers.cpu_seconds(server) - cpu_before
+                        runs.append(report.Run(server.name, workers, connections, repeat, result, cpu))
                         print(
                             f"bench: workers={workers} connections={connections} run={repeat + 1} "
                             f"{server.name:6} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
-                            f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}",
+                            f"p99 {result.p99_ms:7.2f} ms  CPU {runs[-1].cpu_ms_per_request:5.2f} ms/req  "
+                            f"errors {result.errors}",
                             flush=True,
                         )
     return runs, kiln_server_header
@@ -147,7 +150,9 @@ Measured {dt.date.today().isoformat()} by `bench/serve_bench.py`, both servers s
 - MLflow: `mlflow models serve -m MODEL --env-manager local --workers N`, MLflow 3.17.2 in its own venv.
 - Load: `wrk --latency`, {opts.threads} thread, keep-alive connections, {opts.duration:g} s per run after
   {opts.warmup:g} s of warm-up per server; {opts.repeats} runs per cell, kiln and MLflow alternating;
-  **medians** shown. Errors are non-2xx answers plus socket errors, summed over the runs.
+  **medians** shown. CPU ms/req is the CPU time (user + system) of all the server's processes
+  (supervisor, nginx, workers) per answered request: it depends much less than req/s on what
+  else the machine is doing. Errors are non-2xx answers plus socket errors, summed over the runs.
 - Target: kiln >= {opts.target:g}x MLflow's requests/s at equal workers, with a lower p99
   (met in {met} of {len(rows)} cells).
 

@@ -39,6 +39,24 @@ class Server:
         return f"{self.base_url}/invocations"
 
 
+def cpu_seconds(server: Server) -> float:
+    """CPU time (user + system) used so far by the live processes of the server's process group.
+
+    Every process the server starts (supervisor, nginx, uvicorn workers) inherits the group
+    that ``start_new_session`` gave it, so this is the whole server's cost, not wrk's.
+    """
+    pgid = server.process.pid
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,7 +89,8 @@ def ensure_mlflow_venv(venv: Path, requirements: Path) -> Path:
     return venv
 
 
-def _start(name: str, cmd: Sequence[str], port: int, log: Path, env: dict[str, str]) -> Server:
+def start_process(name: str, cmd: Sequence[str], port: int, log: Path, env: dict[str, str]) -> Server:
+    """Start ``cmd`` in a new session (its own process group), logging to ``log``."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -143,7 +162,7 @@ def kiln(model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
         "--workers",
         str(workers),
     ]
-    server = _start("kiln", cmd, port, log_dir / f"kiln-w{workers}.log", _quiet_env())
+    server = start_process("kiln", cmd, port, log_dir / f"kiln-w{workers}.log", _quiet_env())
     try:
         wait_ready(server)
         yield server
@@ -158,7 +177,7 @@ def mlflow(venv: Path, model: Path, workers: int, log_dir: Path) -> Iterator[Ser
     cmd = [str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     env = _quiet_env({"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
-    server = _start("mlflow", cmd, port, log_dir / f"mlflow-w{workers}.log", env)
+    server = start_process("mlflow", cmd, port, log_dir / f"mlflow-w{workers}.log", env)
     try:
         wait_ready(server)
         yield server
