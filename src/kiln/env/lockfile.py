@@ -60,7 +60,7 @@ def add_hashes(text: str, extra: dict[str, str]) -> str:
         out.append(line)
         last_of_entry = (
             current is not None
-            and line.rstrip().startswith("--hash=")
+            and line.strip().startswith("--hash=")
             and (index + 1 == len(lines) or not lines[index + 1].lstrip().startswith("--hash="))
         )
         if last_of_entry and current in extra:

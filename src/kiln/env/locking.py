@@ -158,7 +158,7 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
     hint = "uv says: " + explanation
     if ours and kiln:
         message = (
-            f"the {request.label}'s requirement {_join(ours)} conflicts with kiln's runtime "
+            f"{_whose(request.label)} requirement {_join(ours)} conflicts with kiln's runtime "
             f"requirement {_join(kiln)} (resolving for {target})"
         )
         hint += "; relax the pin in the model's requirements, or serve with a kiln whose runtime fits"
@@ -177,7 +177,7 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
     involved = ours or kiln
     what = _join(involved) if involved else "the requirements"
     return DependencyError(
-        f"the {request.label}'s requirements cannot be resolved for {target}: {what}", hint=hint
+        f"{_whose(request.label)} requirements cannot be resolved for {target}: {what}", hint=hint
     )
 
 
@@ -208,6 +208,10 @@ def _name(text: str) -> str:
         return canonicalize_name(Requirement(text.strip()).name)
     except InvalidRequirement:
         return ""
+
+
+def _whose(label: str) -> str:
+    return {"model": "the model's", "requirements": "the requirements files'"}.get(label, f"the {label}'s")
 
 
 def _join(lines: Sequence[str]) -> str:
