@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import glob
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import uv
+
 from kiln.env.check import check_model_requirements, installed_versions, unsatisfied_requirements
+from kiln.env.kiln_wheel import build_kiln_wheel
 from kiln.env.requirements import parse_requirement_lines
 
 
@@ -88,3 +94,45 @@ def test_imports_with_only_the_runtime_requirements() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['no-such-dist==1']"
+
+
+def _python39() -> str | None:
+    pyenv = sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.9*/bin/python3.9")))
+    candidates = [shutil.which("python3.9"), *pyenv]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 9))"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_runs_on_python_39_with_only_packaging_and_pyyaml(
+    model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    python39 = _python39()
+    if python39 is None:
+        pytest.skip("no Python 3.9 interpreter on this machine")
+    wheel, _ = build_kiln_wheel(tmp_path / "dist")
+    venv = tmp_path / "venv"
+    uv_bin = uv.find_uv_bin()
+    subprocess.run([uv_bin, "venv", "--quiet", "--python", python39, str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    install = [uv_bin, "pip", "install", "--quiet", "--python", python]
+    subprocess.run([*install, "packaging", "pyyaml"], check=True)
+    subprocess.run([*install, "--no-deps", str(wheel)], check=True)
+    script = (
+        "import sys; from kiln.env.check import check_model_requirements as c; print(len(c(sys.argv[1])))"
+    )
+    result = subprocess.run(
+        [python, "-c", script, str(model_dir("sklearn_iris"))], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    # Nothing of the model's environment is installed in that bare 3.9 venv.
+    requirements = (model_dir("sklearn_iris") / "requirements.txt").read_text().split()
+    assert int(result.stdout) == len(requirements)

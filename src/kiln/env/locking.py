@@ -53,6 +53,8 @@ _NO_VERSION = re.compile(
     r"there is no version of (\S+?)(?:,| and |\s|$)|(\S+) was not found in the package registry"
 )
 
+_NEEDS_PYTHON = re.compile(r"(\S+) depends on Python([<>=!~][^\s,]+)")
+
 
 class UnavailableError(DependencyError):
     """A requirement names a version (or package) the configured indexes do not have."""
@@ -139,6 +141,8 @@ def _run_uv(request: LockRequest) -> str:
             "--color",
             "never",
             "--no-progress",
+            # Only the host's interpreters build sdists' metadata; never fetch a Python for that.
+            "--no-python-downloads",
         ]
         result = run(command, what="uv pip compile", cwd=work)
     if result.returncode != 0:
@@ -148,10 +152,10 @@ def _run_uv(request: LockRequest) -> str:
 
 def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
     """A DependencyError naming the requirements on each side of a conflict, from uv's explanation."""
-    explanation = _explanation(stderr)
     target = f"Python {request.target.python_version} {request.target.os_arch}"
     if "No solution found" not in stderr:
-        return DependencyError(f"resolving the requirements for {target} failed:\n{tail(stderr)}")
+        return DependencyError(f"resolving the requirements for {target} failed", hint=tail(stderr))
+    explanation = _explanation(stderr)
     names = _required_names(explanation)
     ours = [line for line in request.requirements if _name(line) in names]
     kiln = [line for line in request.runtime if _name(line) in names]
@@ -161,8 +165,15 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
             f"{_whose(request.label)} requirement {_join(ours)} conflicts with kiln's runtime "
             f"requirement {_join(kiln)} (resolving for {target})"
         )
-        hint += "; relax the pin in the model's requirements, or serve with a kiln whose runtime fits"
+        hint += f"\n  relax the pin in {_whose(request.label)} requirements, or use a kiln whose runtime fits"
         return DependencyError(message, hint=hint)
+    needs_python = _NEEDS_PYTHON.findall(explanation)
+    if needs_python:
+        what = ", ".join(f"{requirement!r} needs Python{spec}" for requirement, spec in needs_python)
+        return DependencyError(
+            f"{what}, but the image runs Python {request.target.python_version}",
+            hint=hint + "\n  build for a newer Python (a newer base image) or pin an older version",
+        )
     unavailable = frozenset(
         _name(match.group(1) or match.group(2)) for match in _NO_VERSION.finditer(explanation)
     ) - {""}
@@ -182,10 +193,17 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
 
 
 def _explanation(stderr: str) -> str:
+    """uv's reasoning only: no warnings, no hints about uv's own flags."""
     lines = []
+    keep = False
     for raw in stderr.splitlines():
         line = raw.strip()
-        if not line or line.startswith("error: No solution found"):
+        if line.startswith("error: No solution found"):
+            keep = True
+            continue
+        if line.startswith(("hint:", "warning:")):
+            keep = False
+        if not keep or not line:
             continue
         for prefix in ("cause:", "Caused by:", "\u2570\u2500\u25b6", "\u00d7"):
             line = line.removeprefix(prefix).strip()
