@@ -66,13 +66,16 @@ def mlflow_url(pyfunc: Callable[[str], Any]) -> Iterator[Callable[[str], str]]:
 def process_server(
     model_dir: Callable[[str], Path], tmp_path: Path
 ) -> Iterator[Callable[..., ProcessServer]]:
-    """``process_server("slow_predict", KILN_REQUEST_TIMEOUT="1")``: kiln's app in its own process."""
+    """``process_server("slow_predict", KILN_REQUEST_TIMEOUT="1")``: kiln's app in its own process.
+
+    ``wait=False`` returns it still loading; call ``.start()`` to wait for it.
+    """
     started: list[ProcessServer] = []
 
-    def start(name: str, **env: str) -> ProcessServer:
+    def start(name: str, *, wait: bool = True, **env: str) -> ProcessServer:
         server = ProcessServer(model_dir(name), env, tmp_path / f"server-{len(started)}.log")
         started.append(server)
-        return server.start()
+        return server.start() if wait else server
 
     yield start
     for server in started:
