@@ -21,14 +21,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class Child:
-    """A process the supervisor started; ``ready_fd`` is the read end of a worker's readiness pipe."""
+    """A process the supervisor started, with the read end of a pipe from it.
+
+    A worker writes one byte to its pipe once the model is loaded. nginx's stdout is
+    its pipe: nginx opens ``/dev/stdout`` for the access log, and re-opening the
+    container's own stdout fails for a non-root user (the pipe Docker hands the
+    container belongs to root); a pipe the supervisor made belongs to the same user.
+    """
 
     kind: str
     """``nginx`` or ``worker``."""
     process: subprocess.Popen[bytes]
-    ready_fd: int | None = None
+    pipe_fd: int | None = None
     ready: bool = False
     signalled: set[int] = field(default_factory=set)
+    pending: bytearray = field(default_factory=bytearray)
+    """Output read from the pipe that does not end with a newline yet."""
 
     @property
     def pid(self) -> int:
@@ -42,23 +50,56 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)
 
-    def close_pipe(self) -> bytes:
-        """Close the readiness pipe and return what was left in it."""
-        if self.ready_fd is None:
-            return b""
-        fd, self.ready_fd = self.ready_fd, None
+    def read_pipe(self) -> bytes | None:
+        """What is in the pipe now: b"" when nothing is, None at end of file."""
+        if self.pipe_fd is None:
+            return None
         try:
-            os.set_blocking(fd, False)
-            return os.read(fd, 16)
+            return os.read(self.pipe_fd, 65536) or None
         except BlockingIOError:
             return b""
-        finally:
+
+    def close_pipe(self) -> None:
+        if self.pipe_fd is not None:
+            fd, self.pipe_fd = self.pipe_fd, None
             os.close(fd)
 
 
+def forward_lines(child: Child, data: bytes, out_fd: int = 1, *, flush: bool = False) -> None:
+    """Copy whole lines of ``data`` to ``out_fd`` (stdout); keep a partial last line for later.
+
+    Lines stay whole, so they do not interleave with the workers' own output.
+    """
+    child.pending += data
+    end = len(child.pending) if flush else child.pending.rfind(b"\n") + 1
+    if end:
+        _write_all(out_fd, bytes(child.pending[:end]))
+        del child.pending[:end]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except OSError:
+            return  # stdout is gone: nothing left to tell
+        view = view[written:]
+
+
 def start_nginx(command: Sequence[str], env: Mapping[str, str]) -> Child:
+    """nginx with its stdout on a pipe the supervisor reads (see ``Child``)."""
     logger.debug("starting %s", " ".join(command))
-    return Child("nginx", _popen(command, env, pass_fds=()))
+    read_fd, write_fd = os.pipe()
+    try:
+        process = _popen(command, env, pass_fds=(), stdout=write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    return Child("nginx", process, pipe_fd=read_fd)
 
 
 def start_worker(python: str, listener: socket.socket, env: Mapping[str, str]) -> Child:
@@ -74,7 +115,8 @@ def start_worker(python: str, listener: socket.socket, env: Mapping[str, str]) -
         raise
     finally:
         os.close(write_fd)
-    return Child("worker", process, ready_fd=read_fd)
+    os.set_blocking(read_fd, False)
+    return Child("worker", process, pipe_fd=read_fd)
 
 
 def reap() -> list[tuple[int, int]]:
@@ -105,13 +147,14 @@ def describe_exit(code: int) -> str:
 
 
 def _popen(
-    command: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int]
+    command: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int], stdout: int | None = None
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             list(command),
             env=dict(env),
             stdin=subprocess.DEVNULL,
+            stdout=stdout,
             pass_fds=tuple(pass_fds),
             # Own session: a Ctrl+C in the terminal reaches only the supervisor, which then
             # drains nginx and the workers in order instead of all of them dying at once.

@@ -177,7 +177,7 @@ class _Supervisor:
             self._kill_all()
             _restore_signals(previous)
             for child in self.children.values():
-                child.close_pipe()
+                child.close_pipe()  # the processes are being killed; their pipes are not read again
             self.selector.close()
             os.close(wakeup_r)
             os.close(wakeup_w)
@@ -204,9 +204,7 @@ class _Supervisor:
             else:
                 child = key.data
                 assert isinstance(child, Child)
-                self.selector.unregister(key.fd)
-                if child.close_pipe():
-                    self._on_ready(child)
+                self._on_pipe(child)
 
     def _timeout(self) -> float | None:
         if not self.stopping:
@@ -230,6 +228,38 @@ class _Supervisor:
             logger.warning("SIGINT received again: killing nginx and the workers now")
             self._kill_all()
 
+    def _on_pipe(self, child: Child, *, exited: bool = False) -> None:
+        if child.kind == "nginx":
+            self._forward_nginx_output(child, exited)
+        else:
+            self._on_worker_pipe(child, exited)
+
+    def _on_worker_pipe(self, child: Child, exited: bool) -> None:
+        """One byte: the worker is ready; end of file: it is exiting. Either way the pipe is done."""
+        data = child.read_pipe()
+        if data == b"" and not exited:
+            return
+        self._close_pipe(child)
+        if data and exited:
+            child.ready = True  # ready, then dead before we looked: only the exit is news
+        elif data:
+            self._on_ready(child)
+
+    def _forward_nginx_output(self, child: Child, exited: bool) -> None:
+        """nginx's access log lines to our stdout; after nginx exited, everything it left."""
+        data = child.read_pipe()
+        while data:
+            processes.forward_lines(child, data)
+            data = child.read_pipe() if exited else b""
+        if data is None or exited:
+            processes.forward_lines(child, b"", flush=True)
+            self._close_pipe(child)
+
+    def _close_pipe(self, child: Child) -> None:
+        if child.pipe_fd is not None:
+            self.selector.unregister(child.pipe_fd)
+            child.close_pipe()
+
     def _on_ready(self, child: Child) -> None:
         child.ready = True
         ready = sum(1 for c in self._workers() if c.ready)
@@ -247,10 +277,8 @@ class _Supervisor:
         if child is None:
             return  # an orphan re-parented to us (PID 1): reaped, nothing else to do
         child.process.returncode = code
-        if child.ready_fd is not None:
-            self.selector.unregister(child.ready_fd)
-            if child.close_pipe():
-                child.ready = True
+        if child.pipe_fd is not None:
+            self._on_pipe(child, exited=True)
         if child.kind == "nginx":
             self._on_nginx_exit(child, code)
         else:
@@ -275,6 +303,10 @@ class _Supervisor:
                 child.pid, describe_exit(code),
             )  # fmt: skip
             self._stop(1, graceful=False)
+        elif child.ready and code == 0:
+            # A worker retires itself (e.g. after a request timed out in predict): not a crash.
+            logger.info("worker %d stopped on its own after draining; starting a new one", child.pid)
+            self._start_worker()
         elif self._crash_loop():
             logger.error(
                 "worker %d exited (%s): %d workers died within %g s, stopping instead of restarting",
@@ -335,13 +367,13 @@ class _Supervisor:
     # --- children --------------------------------------------------------------------
     def _start_worker(self) -> None:
         child = processes.start_worker(self.plan.python, self.listener, self.worker_env)
-        assert child.ready_fd is not None
-        self.selector.register(child.ready_fd, selectors.EVENT_READ, child)
         self._add(child)
         logger.debug("started worker %d", child.pid)
 
     def _add(self, child: Child) -> None:
         self.children[child.pid] = child
+        assert child.pipe_fd is not None
+        self.selector.register(child.pipe_fd, selectors.EVENT_READ, child)
 
     def _workers(self) -> list[Child]:
         return [c for c in self.children.values() if c.kind == "worker"]
