@@ -23,6 +23,8 @@ from kiln.runtime.settings import RuntimeSettings
 
 READY = b"r"
 MODULE = "kiln.runtime.worker"
+NEVER_READY = 3
+"""Exit status of a worker whose app never became ready (some uvicorn releases exit 0 then)."""
 
 
 def worker_command(python: str, *, socket_fd: int, ready_fd: int, supervisor_pid: int) -> list[str]:
@@ -45,11 +47,13 @@ class ReadyNotifier:
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        self.notified = False
 
     def __call__(self) -> None:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        self.notified = True
         try:
             os.write(fd, READY)
         finally:
@@ -66,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     sock = socket.socket(fileno=args.socket_fd)
     _set_nodelay(sock)
-    serve(settings, sock, ReadyNotifier(args.ready_fd))
-    return 0
+    notifier = ReadyNotifier(args.ready_fd)
+    serve(settings, sock, notifier)
+    return 0 if notifier.notified else NEVER_READY
 
 
 def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifier) -> None:
