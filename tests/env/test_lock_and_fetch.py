@@ -219,3 +219,23 @@ def test_mlflow_home_is_built_and_pinned_by_hash(tmp_path: Path, kiln_cache: Pat
     assert entry.hashes == {sha256_file(wheel)}
     assert_wheelhouse_matches_lock(spec)
     assert any("--mlflow-home" in note for note in spec.notes)
+
+
+def test_old_mlflow_without_a_skinny_release_keeps_the_full_package(tmp_path: Path, kiln_cache: Path) -> None:
+    # mlflow-skinny starts at 1.14.0: a model pinning mlflow==1.13.1 keeps the full package.
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("mlflow==1.13.1\n", encoding="utf-8")
+    messages: list[str] = []
+    spec = resolve_env(
+        None,
+        env_manager="local",
+        target=AMD64,
+        work_dir=tmp_path / "ctx",
+        requirements_files=[reqs],
+        progress=messages.append,
+    )
+    assert spec.requirements[0] == "mlflow==1.13.1"
+    assert "mlflow-skinny==1.13.1 is not on the index: keeping mlflow==1.13.1" in spec.notes
+    names = {entry.name: entry.version for entry in parse_lock(spec.lock_file.read_text())}  # type: ignore[union-attr]
+    assert names["mlflow"] == "1.13.1" and "mlflow-skinny" not in names
+    assert_wheelhouse_matches_lock(spec)
