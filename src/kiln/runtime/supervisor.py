@@ -34,6 +34,7 @@ from kiln.runtime.cpus import available_cpus
 from kiln.runtime.layout import RuntimeLayout
 from kiln.runtime.processes import Child, describe_exit
 from kiln.runtime.settings import RuntimeSettings
+from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def run(plan: Plan) -> int:
     lock = runtime_layout.prepare(plan.layout)
     try:
         if plan.nginx_binary:
+            check_port_free(plan.settings.port)
             plan.layout.nginx_conf.write_text(plan.nginx_conf, encoding="utf-8")
         listener = bind_listener(plan)
         try:
@@ -101,45 +103,44 @@ def bind_listener(plan: Plan) -> socket.socket:
     lifespan has loaded the model; before that nginx gets "connection refused" and
     answers 503 instead of queueing requests behind a model that is still loading.
     """
+    address: str | tuple[str, int]
     if plan.nginx_binary:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address: str | tuple[str, int] = str(plan.layout.socket)
+        address = where = str(plan.layout.socket)
     else:
         # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (uvicorn #3149).
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         address = ("0.0.0.0", plan.settings.port)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise ServeError(
-            f"cannot listen on {address}: {exc.strerror}",
-            hint="pick another --port / KILN_PORT" if not plan.nginx_binary else None,
-        ) from exc
+        where = f"0.0.0.0:{plan.settings.port}"
+    _bind(sock, address, where)
     if sock.family == socket.AF_UNIX:
         os.chmod(plan.layout.socket, 0o660)
     return sock
 
 
+def check_port_free(port: int) -> None:
+    """Fail early, and clearly, when nginx could not bind ``port`` (it would retry, then exit)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bind(probe, ("0.0.0.0", port), f"0.0.0.0:{port}")
+
+
+def _bind(sock: socket.socket, address: str | tuple[str, int], where: str) -> None:
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = "pick another --port / KILN_PORT" if isinstance(address, tuple) else None
+        raise ServeError(f"cannot listen on {where}: {exc.strerror}", hint=hint) from exc
+
+
 def _worker_env(plan: Plan) -> dict[str, str]:
     env = {**os.environ, **plan.settings.to_env()}
     if plan.settings.metrics:
-        env.update(_prepare_metrics(plan.layout))
+        env.update(prepare_metrics_dir(str(plan.layout.root)))
     return env
-
-
-def _prepare_metrics(layout: RuntimeLayout) -> dict[str, str]:
-    from kiln.server.metrics import prepare_metrics_dir
-
-    return prepare_metrics_dir(str(layout.root))
-
-
-def _mark_worker_dead(pid: int) -> None:
-    from kiln.server.metrics import mark_worker_dead
-
-    mark_worker_dead(pid)
 
 
 class _Supervisor:
@@ -293,7 +294,7 @@ class _Supervisor:
 
     def _on_worker_exit(self, child: Child, code: int) -> None:
         if self.plan.settings.metrics:
-            _mark_worker_dead(child.pid)
+            mark_worker_dead(child.pid)
         if self.stopping:
             logger.info("worker %d stopped (%s)", child.pid, describe_exit(code))
         elif not self.served:
