@@ -1,0 +1,103 @@
+"""Large downloads: progress on a terminal (and only there), and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kiln.model.resolve import resolve_model
+from tests.model.conftest import BIG_MODEL_BYTES, Registry
+
+pytestmark = pytest.mark.slow
+
+RESOLVE = """
+import sys
+from kiln.model.resolve import resolve_model
+with resolve_model(sys.argv[1], tracking_uri=sys.argv[2]) as resolved:
+    print("resolved", resolved.path, flush=True)
+"""
+
+
+def _child_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ, TMPDIR=str(tmp), COLUMNS="120")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def test_progress_shows_on_a_terminal(registry: Registry, big_model_uri: str, tmp_path: Path) -> None:
+    primary, secondary = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-c", RESOLVE, big_model_uri, registry.server.url],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=_child_env(tmp_path),
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert child.stdout is not None
+    out = child.stdout.read().decode()
+    assert child.wait(timeout=60) == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "resolved" in out
+    assert f"Downloading {big_model_uri}" in text
+    assert "MiB" in text  # a byte count that grew past the first MiB was drawn
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(
+    registry: Registry, big_model_uri: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with resolve_model(big_model_uri, tracking_uri=registry.server.url) as resolved:
+        assert (resolved.path / "weights.bin").stat().st_size == BIG_MODEL_BYTES
+    assert "Downloading" not in capfd.readouterr().err
+
+
+def test_ctrl_c_during_the_download_leaves_no_files(
+    registry: Registry, big_model_uri: str, tmp_path: Path
+) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", RESOLVE, big_model_uri, registry.server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_child_env(tmp_path),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _partly_downloaded(tmp_path):
+            assert child.poll() is None, "the download finished before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    assert b"KeyboardInterrupt" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _partly_downloaded(tmp: Path) -> bool:
+    for weights in tmp.glob("kiln-model-*/big_model/weights.bin"):
+        try:
+            if 0 < weights.stat().st_size < BIG_MODEL_BYTES:
+                return True
+        except OSError:
+            pass
+    return False
