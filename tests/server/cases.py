@@ -285,6 +285,12 @@ BAD = [
     ),
     Case("params-missing-column", "custom_pyfunc_params", _j({"dataframe_records": [{"x": 1.0}]})),
     Case("predict-raises", "predict_raises", _j({"dataframe_split": {"columns": ["a"], "data": [[1]]}})),
+    Case("type-hints-wrong-type", "pyfunc_type_hints", _j({"inputs": [1, 2]})),
+    Case(
+        "type-hints-not-inputs",
+        "pyfunc_type_hints",
+        _j({"dataframe_split": {"columns": ["x"], "data": [["a"]]}}),
+    ),
     Case("llm-missing-messages-key", "llm_echo", _j({"prompt": "hello"})),
 ]
 
