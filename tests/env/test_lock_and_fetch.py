@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from kiln.env.resolve import resolve_env
 from kiln.env.spec import EnvSpec, TargetPlatform
 from kiln.errors import DependencyError
 from kiln.model.info import read_model_info
+from tests.env.conftest import pure_wheel
 
 pytestmark = pytest.mark.slow
 
@@ -238,4 +240,22 @@ def test_old_mlflow_without_a_skinny_release_keeps_the_full_package(tmp_path: Pa
     assert "mlflow-skinny==1.13.1 is not on the index: keeping mlflow==1.13.1" in spec.notes
     names = {entry.name: entry.version for entry in parse_lock(spec.lock_file.read_text())}  # type: ignore[union-attr]
     assert names["mlflow"] == "1.13.1" and "mlflow-skinny" not in names
+    assert_wheelhouse_matches_lock(spec)
+
+
+def test_wheel_shipped_inside_the_model_is_locked_by_hash(tmp_path: Path, kiln_cache: Path) -> None:
+    # mlflow.models.add_libraries_to_model writes wheels/<file>.whl lines like this one.
+    project = tmp_path / "project"
+    (project / "wheels").mkdir(parents=True)
+    name, data = pure_wheel("my-lib", "1.0.0", {"my_lib/__init__.py": "ANSWER = 42\n"})
+    (project / "wheels" / name).write_bytes(data)
+    reqs = project / "requirements.txt"
+    reqs.write_text(f"wheels/{name}\nmlflow-skinny=={host_mlflow_version()}\n", encoding="utf-8")
+    spec = resolve_env(
+        None, env_manager="local", target=AMD64, work_dir=tmp_path / "ctx", requirements_files=[reqs]
+    )
+    assert spec.requirements[0] == "my-lib==1.0.0"
+    (entry,) = [e for e in parse_lock(spec.lock_file.read_text()) if e.name == "my-lib"]  # type: ignore[union-attr]
+    assert entry.hashes == {hashlib.sha256(data).hexdigest()}
+    assert (spec.wheelhouse / name).read_bytes() == data  # type: ignore[operator]
     assert_wheelhouse_matches_lock(spec)

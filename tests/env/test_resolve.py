@@ -65,3 +65,23 @@ def test_conda_writes_the_models_environment_with_kilns_runtime(
     assert any("conda" in note and "not locked" in note for note in spec.notes)
     assert any("mlflow-skinny" in note for note in spec.notes)
     assert any("conda.yaml" in message for message in messages)
+
+
+def test_conda_refuses_mlflow_home(
+    model_dir: Callable[[str], Path], tmp_path: Path, kiln_cache: Path
+) -> None:
+    model = read_model_info(model_dir("sklearn_iris"))
+    with pytest.raises(UsageError, match="--mlflow-home is not supported with --env-manager conda"):
+        resolve_env(model, env_manager="conda", target=AMD64, work_dir=tmp_path, mlflow_home=tmp_path)
+
+
+def test_a_conda_run_clears_what_a_locked_run_left(
+    model_dir: Callable[[str], Path], tmp_path: Path, kiln_cache: Path
+) -> None:
+    (tmp_path / "requirements.lock").write_text("stale\n")
+    (tmp_path / "wheelhouse").mkdir()
+    (tmp_path / "wheelhouse" / "stale-1.0-py3-none-any.whl").write_text("stale")
+    resolve_env(
+        read_model_info(model_dir("sklearn_iris")), env_manager="conda", target=AMD64, work_dir=tmp_path
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conda.yaml", "kiln"]

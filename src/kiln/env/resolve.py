@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from kiln.env.requirements import ParsedRequirements, read_requirements_file
 from kiln.env.sources import ModelEnvironment, read_model_environment
 from kiln.env.spec import EnvSpec, TargetPlatform
 from kiln.env.wheelbuild import build_mlflow_home
-from kiln.errors import DependencyError
+from kiln.errors import DependencyError, UsageError
 from kiln.model.info import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -73,9 +74,11 @@ def resolve_env(
     platform.validate(target)
     say = _reporter(progress)
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(work_dir)
     cache_dir = cache_root()
     environment = _read_environment(model, requirements_files, prefer_conda=env_manager == "conda")
+    if env_manager == "conda":
+        _refuse_local_wheels_for_conda(environment, mlflow_home)
     notes = _environment_notes(environment, model, target)
     with tempfile.TemporaryDirectory(prefix="kiln-mlflow-home-") as scratch:
         local_mlflow = None
@@ -129,6 +132,31 @@ def resolve_env(
         installer_wheel=installer,
         notes=tuple(notes),
     )
+
+
+def _clear_outputs(work_dir: Path) -> None:
+    """Remove what an earlier run left, so a failed or different build cannot reuse stale files."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in (LOCK_NAME, CONDA_NAME):
+        (work_dir / name).unlink(missing_ok=True)
+    for name in (WHEELHOUSE, INSTALLER_DIR, KILN_DIR):
+        if (work_dir / name).is_dir():
+            shutil.rmtree(work_dir / name)
+
+
+def _refuse_local_wheels_for_conda(environment: _Environment, mlflow_home: Path | None) -> None:
+    if mlflow_home is not None:
+        raise UsageError(
+            "--mlflow-home is not supported with --env-manager conda",
+            hint="use --env-manager virtualenv or uv, which install the MLflow wheel built from it",
+        )
+    wheels = [line for line in environment.parsed.requirements if line.local_wheel is not None]
+    if wheels:
+        names = ", ".join(f"{line.origin}: {line.local_wheel.name}" for line in wheels if line.local_wheel)
+        raise DependencyError(
+            f"wheels shipped inside the model cannot be installed by the conda env manager ({names})",
+            hint="use --env-manager virtualenv or uv",
+        )
 
 
 def _read_environment(
