@@ -39,21 +39,40 @@ class Server:
         return f"{self.base_url}/invocations"
 
 
-def cpu_seconds(server: Server) -> float:
-    """CPU time (user + system) used so far by the live processes of the server's process group.
-
-    Every process the server starts (supervisor, nginx, uvicorn workers) inherits the group
-    that ``start_new_session`` gave it, so this is the whole server's cost, not wrk's.
-    """
-    pgid = server.process.pid
-    ticks = 0
+def _proc_stats() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, CPU ticks used, start time) for every live process."""
+    stats: dict[int, tuple[int, int, int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "(comm)": state ppid ...
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
-            ticks += int(fields[11]) + int(fields[12])
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19]))
+    return stats
+
+
+def _tree(root: int, stats: dict[int, tuple[int, int, int]]) -> list[int]:
+    """``root`` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _ticks, _start) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def cpu_seconds(server: Server) -> float:
+    """CPU time (user + system) used so far by the server's live process tree.
+
+    The tree (supervisor, nginx, uvicorn workers; kiln gives its children their own
+    sessions, so the process group would miss them) is the server's cost, not wrk's.
+    """
+    stats = _proc_stats()
+    ticks = sum(stats[pid][1] for pid in _tree(server.process.pid, stats))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -100,17 +119,33 @@ def start_process(name: str, cmd: Sequence[str], port: int, log: Path, env: dict
 
 
 def stop(server: Server, grace: float = 30.0) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left after ``grace``."""
-    pgid = server.process.pid  # start_new_session made it the group leader
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    """SIGTERM the server, then SIGKILL whatever is left of its process tree after ``grace``."""
+    stats = _proc_stats()
+    # Taken before the parent goes and its children are reparented; the start time tells a
+    # process from a later one that reuses its pid.
+    tree = [(pid, stats[pid][2]) for pid in _tree(server.process.pid, stats)]
+    with suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGTERM)  # start_new_session made it a group leader
     with suppress(subprocess.TimeoutExpired):
         server.process.wait(timeout=grace)
-    with suppress(ProcessLookupError):  # workers that outlive their parent still carry the group id
-        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid, start) for pid, start in tree):
+        time.sleep(0.1)
+    for pid, start in tree:
+        if _alive(pid, start):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    with suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=10)
+
+
+def _alive(pid: int, start: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[19]) == start
 
 
 def wait_ready(server: Server, timeout: float = 180.0) -> None:
