@@ -247,6 +247,7 @@ BAD = [
     Case("empty-object", "sklearn_iris", b"{}"),
     Case("split-shaped-as-records", "sklearn_iris", _j({"dataframe_split": _records})),
     Case("records-shaped-as-split", "sklearn_iris", _j({"dataframe_records": _split})),
+    Case("split-index-wrong-length", "sklearn_iris", _j({"dataframe_split": {**_split, "index": [1]}})),
     Case("split-extra-key", "sklearn_iris", _j({"dataframe_split": {**_split, "dtypes": {}}})),
     Case(
         "split-ragged",

@@ -5,8 +5,8 @@ casts each signature column with ``astype`` (``cast_df_types_according_to_schema
 For a signature whose columns all have one float or long type, and a request that
 names exactly the signature's columns and holds only numbers, one ``numpy.array`` of
 the rows cast to that type gives the same values; the DataFrame is then built from
-that one block. Anything else (strings, None, nested values, bools only, an
-``index``, missing or extra columns, mixed integer targets) returns None and MLflow's
+that one block. Anything else (strings, None, nested values, bools only,
+missing or extra columns, mixed integer targets) returns None and MLflow's
 own parser runs. The DataFrame's columns are in the signature's order (the order
 MLflow's schema enforcement produces), so the fast predict path can use it as is.
 """
@@ -60,15 +60,22 @@ class FastFrame:
 
     def split(self, value: Any) -> Any:
         """The DataFrame for a ``dataframe_split`` value, or None to let MLflow parse it."""
-        if type(value) is not dict or "index" in value:
+        if type(value) is not dict:
             return None
         columns = value.get("columns")
         data = value.get("data")
-        if len(value) != 2 or type(columns) is not list or type(data) is not list:
+        index = value.get("index")
+        if len(value) != (3 if "index" in value else 2):
+            return None
+        if (
+            type(columns) is not list
+            or type(data) is not list
+            or (index is not None and type(index) is not list)
+        ):
             return None
         if len(columns) != len(self.order) or set(columns) != self.names:
             return None
-        return self._frame(data, columns)
+        return self._frame(data, columns, index)
 
     def records(self, value: Any) -> Any:
         """The DataFrame for a ``dataframe_records`` value, or None to let MLflow parse it."""
@@ -88,7 +95,7 @@ class FastFrame:
             return None
         return self._frame(rows, columns)
 
-    def _frame(self, rows: list[Any], columns: list[str]) -> Any:
+    def _frame(self, rows: list[Any], columns: list[str], index: list[Any] | None = None) -> Any:
         import numpy as np
         import pandas as pd
 
@@ -114,4 +121,7 @@ class FastFrame:
                 if len(self.permutations) < _MAX_CACHED_ORDERS:
                     self.permutations[key] = permutation
             array = array[:, permutation]
-        return pd.DataFrame(array.astype(self.dtype, copy=False), columns=self.columns)
+        try:
+            return pd.DataFrame(array.astype(self.dtype, copy=False), columns=self.columns, index=index)
+        except (ValueError, TypeError):  # e.g. an index of the wrong length: MLflow's error
+            return None
