@@ -83,23 +83,22 @@ def iris_venv(images: Images, model_dir: Callable[[str], Path]) -> Built:
 
 @pytest.fixture(scope="session")
 def iris_uv(images: Images, model_dir: Callable[[str], Path]) -> Built:
-    """uv + BuildKit, with --smoke-test."""
+    """uv, built with the classic builder (the Dockerfile must build with both), with --smoke-test."""
     return images.build(
-        "iris-uv", "-m", str(model_dir("sklearn_iris")), "--env-manager", "uv", "--smoke-test"
+        "iris-uv",
+        "-m",
+        str(model_dir("sklearn_iris")),
+        "--env-manager",
+        "uv",
+        "--smoke-test",
+        env={"KILN_BUILDKIT": "false"},
     )
 
 
 @pytest.fixture(scope="session")
 def iris_local(images: Images, model_dir: Callable[[str], Path]) -> Built:
-    """local, built with the classic builder (the Dockerfile must build with both)."""
-    return images.build(
-        "iris-local",
-        "-m",
-        str(model_dir("sklearn_iris")),
-        "--env-manager",
-        "local",
-        env={"KILN_BUILDKIT": "false"},
-    )
+    """local + BuildKit: the base image's own Python and site-packages."""
+    return images.build("iris-local", "-m", str(model_dir("sklearn_iris")), "--env-manager", "local")
 
 
 @pytest.fixture(scope="session")

@@ -71,11 +71,18 @@ class Container:
 
 
 @contextmanager
-def container(cli: DockerCli, image: str, *args: str, command: Sequence[str] = ()) -> Iterator[Container]:
-    """``docker run -d -p 127.0.0.1::8080 [args] image [command]``; removed on exit."""
+def container(
+    cli: DockerCli, image: str, *args: str, command: Sequence[str] = (), workers: int | None = 1
+) -> Iterator[Container]:
+    """``docker run -d -p 127.0.0.1::8080 [args] image [command]``; removed on exit.
+
+    One worker unless ``workers`` says otherwise (None: the image's default): loading the
+    model in several workers at once is slow on a shared two-core machine.
+    """
     name = f"kiln-e2e-{uuid.uuid4().hex[:12]}"
+    env = ("--env", f"KILN_WORKERS={workers}") if workers is not None else ()
     result = cli.run(
-        ["run", "--detach", "--name", name, "--publish", "127.0.0.1::8080", *args, image, *command],
+        ["run", "--detach", "--name", name, "--publish", "127.0.0.1::8080", *env, *args, image, *command],
         timeout=120,
     )
     if result.returncode != 0:

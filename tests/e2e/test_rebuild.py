@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_weights_change_reuses_every_layer_below_the_model(
 ) -> None:
     model = tmp_path / "iris"
     shutil.copytree(model_dir("sklearn_iris"), model)
-    tag = f"kiln-e2e/rebuild:{tmp_path.name[-12:].lower().replace('_', '-')}"
+    tag = f"kiln-e2e/rebuild:{uuid.uuid4().hex[:10]}"
     images.tags.append(tag)
     options = {"name": tag, "base_image": "kiln-test/python:3.11-slim"}
     first = api.build(model, progress=RecordingProgress(), **options).image

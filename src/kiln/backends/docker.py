@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,7 +263,7 @@ class DockerBuilder:
             iidfile = Path(tmp) / "iid"
             args = self._build_args(request, iidfile)
             log.debug("running %s %s", self.cli.binary, " ".join(args))
-            output: list[str] = []
+            output: deque[str] = deque(maxlen=40)
 
             def on_line(line: str) -> None:
                 output.append(line)
@@ -270,14 +271,14 @@ class DockerBuilder:
 
             returncode = self.cli.stream(args, on_line)
             if returncode != 0:
-                text = "".join(output[-20:]).lower()
-                if any(marker in text for marker in _UNREACHABLE[:3]):
-                    raise _unavailable(self.cli, "".join(output[-20:]))
+                text = "".join(output)
+                if any(marker in text.lower() for marker in _UNREACHABLE[:3]):
+                    raise _unavailable(self.cli, text)
                 step = parser.failed_step
                 raise BuildError(
                     f"docker build of {request.tag!r} failed"
                     + (f" at step {step}" if step else f" (exit {returncode})"),
-                    log_tail=parser.failure_tail() or "".join(output[-25:]),
+                    log_tail=parser.failure_tail() or "".join(output),
                 )
             image_id = iidfile.read_text().strip()
         details = self.inspect(image_id) or {}
