@@ -56,20 +56,24 @@ def prepare(layout: RuntimeLayout) -> IO[str]:
     Stale sockets and pid files (``docker restart`` keeps /tmp) are removed, so a
     restart in the same directory works.
     """
-    _make_dir(layout.root)
-    lock = _take_lock(layout)
-    for stale in (layout.socket, layout.nginx_pid):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-            logger.debug("removed %s left by a previous start", stale)
-    for name in NGINX_TEMP_DIRS:
-        _make_dir(layout.nginx_temp(name))
     if len(os.fsencode(str(layout.socket))) > _MAX_UNIX_SOCKET_PATH:
         raise ServeError(
             f"runtime directory {str(layout.root)!r} is too long for a unix socket path "
             f"({len(str(layout.socket))} characters, at most {_MAX_UNIX_SOCKET_PATH})",
             hint="pass a shorter --runtime-dir / KILN_RUNTIME_DIR, e.g. /tmp/kiln",
         )
+    _make_dir(layout.root)
+    lock = _take_lock(layout)
+    try:
+        for stale in (layout.socket, layout.nginx_pid):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                logger.debug("removed %s left by a previous start", stale)
+        for name in NGINX_TEMP_DIRS:
+            _make_dir(layout.nginx_temp(name))
+    except BaseException:
+        lock.close()
+        raise
     return lock
 
 

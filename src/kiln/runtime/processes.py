@@ -24,9 +24,10 @@ class Child:
     """A process the supervisor started, with the read end of a pipe from it.
 
     A worker writes one byte to its pipe once the model is loaded. nginx's stdout is
-    its pipe: nginx opens ``/dev/stdout`` for the access log, and re-opening the
-    container's own stdout fails for a non-root user (the pipe Docker hands the
-    container belongs to root); a pipe the supervisor made belongs to the same user.
+    its pipe: nginx re-opens ``/dev/stdout`` for the access log, which fails (and stops
+    nginx) when the supervisor's stdout belongs to another user, e.g. a file or pipe
+    made by root for a process that runs as UID 10001; a pipe the supervisor made always
+    belongs to the right user.
     """
 
     kind: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import logging
 import math
 import os
 import signal
@@ -71,8 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=args.socket_fd)
     _set_nodelay(sock)
     notifier = ReadyNotifier(args.ready_fd)
-    serve(settings, sock, notifier)
-    return 0 if notifier.notified else NEVER_READY
+    try:
+        serve(settings, sock, notifier)
+    except SystemExit as exc:  # uvicorn after a failed start, or _exit_cleanly after draining
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    else:
+        code = 0
+    if not notifier.notified and code == 0:
+        code = NEVER_READY
+    _exit_now(code)
+    return code  # not reached
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown.
+
+    The worker has drained and the app's shutdown has run; tearing down the model's
+    libraries (pandas, sklearn, torch...) module by module can take seconds, which only
+    delays a restart or ``docker stop``.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifier) -> None:
