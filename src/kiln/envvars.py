@@ -1,9 +1,11 @@
-"""Explicit parsing of environment-variable strings (booleans, numbers, sizes)."""
+"""Explicit parsing of environment-variable strings (booleans, numbers, sizes, JSON objects)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from kiln.errors import UsageError
 
@@ -61,3 +63,14 @@ def parse_size(name: str, value: str) -> int:
     if size < 1:
         raise UsageError(f"{name}={value!r} must be at least 1 byte")
     return size
+
+
+def parse_json_object(name: str, value: str) -> dict[str, Any]:
+    """A JSON object (``{...}``), or a UsageError naming ``name`` and quoting the value."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name} is not valid JSON ({exc}): {value[:200]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise UsageError(f"{name} must be a JSON object, got {type(parsed).__name__}: {value[:200]!r}")
+    return parsed

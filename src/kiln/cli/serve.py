@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -115,7 +114,7 @@ def serve(
     if max_body_size is not None:
         overrides["max_body_size"] = envvars.parse_size("--max-body-size", max_body_size)
     if model_config is not None:
-        overrides["model_config"] = _json_object("--model-config", model_config)
+        overrides["model_config"] = envvars.parse_json_object("--model-config", model_config)
     with _runtime_dir(runtime_dir) as directory:
         settings = RuntimeSettings.from_env(os.environ, runtime_dir=directory, **overrides)
         debug = bool(ctx.obj and ctx.obj.get("debug"))
@@ -132,16 +131,6 @@ def _local_model_dir(model_uri: str) -> str:
             hint=_SCHEME_HINT,
         )
     return os.path.abspath(path)
-
-
-def _json_object(option: str, text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{option} {text[:200]!r} is not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise UsageError(f"{option} must be a JSON object, got {type(value).__name__}: {text[:200]!r}")
-    return value
 
 
 @contextlib.contextmanager

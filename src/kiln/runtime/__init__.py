@@ -20,7 +20,7 @@ def serve(settings: RuntimeSettings) -> int:
     KilnError subclass when it cannot start.
     """
     # Imported here: the workers import this package too and need none of it.
-    from kiln.runtime import preflight, supervisor
+    from kiln.runtime import plan, preflight, supervisor
 
     preflight.check_model(settings)
-    return supervisor.run(supervisor.make_plan(settings))
+    return supervisor.run(plan.make_plan(settings))

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kiln.errors import ServeError
@@ -91,33 +91,36 @@ def _write_all(fd: int, data: bytes) -> None:
 def start_nginx(command: Sequence[str], env: Mapping[str, str]) -> Child:
     """nginx with its stdout on a pipe the supervisor reads (see ``Child``)."""
     logger.debug("starting %s", " ".join(command))
-    read_fd, write_fd = os.pipe()
-    try:
+    with _pipe_from_child() as (read_fd, write_fd):
         process = _popen(command, env, pass_fds=(), stdout=write_fd)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    os.set_blocking(read_fd, False)
     return Child("nginx", process, pipe_fd=read_fd)
 
 
 def start_worker(python: str, listener: socket.socket, env: Mapping[str, str]) -> Child:
     """A worker serving on ``listener``; it writes to the returned child's pipe once ready."""
-    read_fd, write_fd = os.pipe()
-    command = worker.worker_command(
-        python, socket_fd=listener.fileno(), ready_fd=write_fd, supervisor_pid=os.getpid()
-    )
-    try:
+    with _pipe_from_child() as (read_fd, write_fd):
+        command = worker.worker_command(
+            python, socket_fd=listener.fileno(), ready_fd=write_fd, supervisor_pid=os.getpid()
+        )
         process = _popen(command, env, pass_fds=(listener.fileno(), write_fd))
+    return Child("worker", process, pipe_fd=read_fd)
+
+
+@contextlib.contextmanager
+def _pipe_from_child() -> Iterator[tuple[int, int]]:
+    """A pipe for a child started inside the block: the child keeps the only write end.
+
+    The read end is non-blocking for the supervisor's loop, and closed if the start fails.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        yield read_fd, write_fd
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         os.close(write_fd)
     os.set_blocking(read_fd, False)
-    return Child("worker", process, pipe_fd=read_fd)
 
 
 def reap() -> list[tuple[int, int]]:

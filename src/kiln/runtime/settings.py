@@ -126,10 +126,4 @@ def _log_level(name: str, value: str) -> str:
 def _model_config(name: str, value: str) -> Mapping[str, Any] | None:
     if not value.strip():
         return None
-    try:
-        config = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{name} is not valid JSON ({exc}): {value[:200]!r}") from exc
-    if not isinstance(config, dict):
-        raise UsageError(f"{name} must be a JSON object, got {type(config).__name__}: {value[:200]!r}")
-    return config
+    return envvars.parse_json_object(name, value)

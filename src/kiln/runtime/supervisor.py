@@ -15,67 +15,20 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import resource
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import FrameType
-from typing import Any
 
-from kiln.errors import ServeError
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime import nginx, processes
-from kiln.runtime.cpus import available_cpus
-from kiln.runtime.layout import RuntimeLayout
+from kiln.runtime.plan import Plan, bind_listener, check_port_free
 from kiln.runtime.processes import Child, describe_exit
-from kiln.runtime.settings import RuntimeSettings
+from kiln.runtime.signals import SignalPipe
 from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
-
-CRASH_LIMIT = 5
-CRASH_WINDOW = 60.0
-"""Workers dying this many times within this many seconds is a crash loop: stop everything."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to run: decided once at start, then only read."""
-
-    settings: RuntimeSettings
-    layout: RuntimeLayout
-    workers: int
-    nginx_binary: str | None
-    """None: no nginx; the workers listen on ``settings.port`` themselves."""
-    python: str = sys.executable
-    crash_limit: int = CRASH_LIMIT
-    crash_window: float = CRASH_WINDOW
-    nginx_conf: str = field(default="", repr=False)
-    """The rendered nginx.conf ("" without nginx)."""
-
-
-def make_plan(settings: RuntimeSettings) -> Plan:
-    """Resolve the worker count (CPU quota when unset) and the nginx binary; render nginx.conf."""
-    layout = RuntimeLayout(Path(os.path.abspath(settings.runtime_dir)))
-    cpus = available_cpus()
-    workers = settings.workers or cpus
-    if settings.disable_nginx:
-        return Plan(settings, layout, workers, nginx_binary=None)
-    binary = nginx.find_nginx(settings.nginx_binary)
-    config = nginx.nginx_config(
-        settings,
-        layout,
-        workers=workers,
-        cpus=cpus,
-        open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        user="root root" if os.geteuid() == 0 else None,
-    )
-    return Plan(settings, layout, workers, nginx_binary=binary, nginx_conf=nginx.render_nginx_conf(config))
 
 
 def run(plan: Plan) -> int:
@@ -94,46 +47,6 @@ def run(plan: Plan) -> int:
                 plan.layout.socket.unlink(missing_ok=True)
     finally:
         lock.close()
-
-
-def bind_listener(plan: Plan) -> socket.socket:
-    """The workers' socket, bound but not listening: connections are refused until a worker is ready.
-
-    asyncio (and uvloop) call ``listen()`` when a worker starts serving, i.e. after its
-    lifespan has loaded the model; before that nginx gets "connection refused" and
-    answers 503 instead of queueing requests behind a model that is still loading.
-    """
-    address: str | tuple[str, int]
-    if plan.nginx_binary:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = where = str(plan.layout.socket)
-    else:
-        # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (uvicorn #3149).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        address = ("0.0.0.0", plan.settings.port)
-        where = f"0.0.0.0:{plan.settings.port}"
-    _bind(sock, address, where)
-    if sock.family == socket.AF_UNIX:
-        os.chmod(plan.layout.socket, 0o660)
-    return sock
-
-
-def check_port_free(port: int) -> None:
-    """Fail early, and clearly, when nginx could not bind ``port`` (it would retry, then exit)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _bind(probe, ("0.0.0.0", port), f"0.0.0.0:{port}")
-
-
-def _bind(sock: socket.socket, address: str | tuple[str, int], where: str) -> None:
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        hint = "pick another --port / KILN_PORT" if isinstance(address, tuple) else None
-        raise ServeError(f"cannot listen on {where}: {exc.strerror}", hint=hint) from exc
 
 
 def _worker_env(plan: Plan) -> dict[str, str]:
@@ -161,27 +74,21 @@ class _Supervisor:
 
     # --- the loop --------------------------------------------------------------------
     def run(self) -> int:
-        wakeup_r, wakeup_w = os.pipe()
-        for fd in (wakeup_r, wakeup_w):
-            os.set_blocking(fd, False)
-        self.selector.register(wakeup_r, selectors.EVENT_READ)
-        previous = _install_signals(wakeup_w)
-        try:
-            self._start()
-            while self.children or not self.stopping:
-                self._wait(wakeup_r)
-                for pid, code in processes.reap():
-                    self._on_exit(pid, code)
-                self._advance_stop()
-            return self.exit_code
-        finally:
-            self._kill_all()
-            _restore_signals(previous)
-            for child in self.children.values():
-                child.close_pipe()  # the processes are being killed; their pipes are not read again
-            self.selector.close()
-            os.close(wakeup_r)
-            os.close(wakeup_w)
+        with SignalPipe() as signal_pipe:
+            self.selector.register(signal_pipe, selectors.EVENT_READ)
+            try:
+                self._start()
+                while self.children or not self.stopping:
+                    self._wait(signal_pipe)
+                    for pid, code in processes.reap():
+                        self._on_exit(pid, code)
+                    self._advance_stop()
+                return self.exit_code
+            finally:
+                self._kill_all()
+                for child in self.children.values():
+                    child.close_pipe()  # the processes are being killed; their pipes are not read again
+                self.selector.close()
 
     def _start(self) -> None:
         plan = self.plan
@@ -197,10 +104,10 @@ class _Supervisor:
         for _ in range(plan.workers):
             self._start_worker()
 
-    def _wait(self, wakeup_fd: int) -> None:
+    def _wait(self, signal_pipe: SignalPipe) -> None:
         for key, _ in self.selector.select(self._timeout()):
-            if key.fd == wakeup_fd:
-                for signum in _drain(wakeup_fd):
+            if key.fileobj is signal_pipe:
+                for signum in signal_pipe.received():
                     self._on_signal(signum)
             else:
                 child = key.data
@@ -381,40 +288,3 @@ class _Supervisor:
 
     def _nginx(self) -> Child | None:
         return next((c for c in self.children.values() if c.kind == "nginx"), None)
-
-
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-
-
-_Handlers = dict[signal.Signals, Any]
-
-
-def _install_signals(wakeup_fd: int) -> tuple[int, _Handlers]:
-    """Signals only write their number to ``wakeup_fd``; the loop acts on them, outside the handler."""
-    previous_fd = signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
-    previous = {sig: signal.signal(sig, _note) for sig in _HANDLED}
-    return previous_fd, previous
-
-
-def _restore_signals(previous: tuple[int, _Handlers]) -> None:
-    previous_fd, handlers = previous
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-    signal.set_wakeup_fd(previous_fd)
-
-
-def _note(signum: int, frame: FrameType | None) -> None:
-    """The handler does nothing itself: the wakeup fd carries the signal to the loop."""
-
-
-def _drain(fd: int) -> list[int]:
-    signals: list[int] = []
-    while True:
-        try:
-            data = os.read(fd, 512)
-        except BlockingIOError:
-            break
-        if not data:
-            break
-        signals.extend(data)
-    return signals
