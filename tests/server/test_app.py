@@ -66,6 +66,7 @@ def test_model_that_fails_to_load_stops_startup(
     log = _start_failure(model_dir("load_raises"), caplog)
     assert "deliberate failure while loading the model" in log
     assert "the scoring server cannot start" in log
+    assert "Traceback" in log, "the model's own traceback helps its author"
 
 
 def test_not_pyfunc_model_stops_startup(
@@ -74,12 +75,14 @@ def test_not_pyfunc_model_stops_startup(
     log = _start_failure(model_dir("not_pyfunc"), caplog)
     assert "has no 'python_function' flavour" in log
     assert "keras" in log
+    assert "Traceback" not in log, "a user's mistake is reported without a traceback"
 
 
 def test_missing_model_dir_stops_startup(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = _start_failure(tmp_path / "nothing-here", caplog)
     assert "does not exist" in log
     assert "nothing-here" in log
+    assert "Traceback" not in log
 
 
 def test_on_ready_is_called_once_loaded(model_dir: Callable[[str], Path]) -> None:
