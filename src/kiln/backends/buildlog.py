@@ -94,6 +94,8 @@ class BuildLogParser:
             header = _BK_HEADER.match(rest)
             name = " ".join(rest.split())
             step = _Step(name=name, internal=bool(header and header.group("stage") == "internal"))
+            # A FROM builds nothing: the base image is used as it is.
+            step.cached = bool(header and header.group("what").startswith("FROM "))
             self._steps[key] = step
             return
         if rest == "CACHED":
@@ -130,7 +132,7 @@ class BuildLogParser:
         if match:
             key = match.group(1)
             what = " ".join(match.group(3).split())
-            self._steps[key] = _Step(name=f"[{key}/{match.group(2)}] {what}")
+            self._steps[key] = _Step(name=f"[{key}/{match.group(2)}] {what}", cached=what.startswith("FROM "))
             self._current = key
             return
         step = self._steps.get(self._current) if self._current else None
