@@ -93,9 +93,10 @@ def test_second_resolve_downloads_nothing_and_gives_the_same_lock(
     changed = tmp_path / "changed-model"
     shutil.copytree(model_dir("sklearn_iris"), changed)
     (changed / "model.skops").write_bytes(b"retrained")
-    # Any download or resolution now fails: pip has no index, uv is offline.
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    # Any download or resolution now fails: every proxy is a closed port, uv is offline. (pip's
+    # index settings stay as they were: they are part of what decides the lock.)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
     monkeypatch.setenv("UV_OFFLINE", "1")
     messages: list[str] = []
     second = resolve_iris(changed, tmp_path / "second", messages)

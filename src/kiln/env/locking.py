@@ -8,6 +8,7 @@ lock is cached by its inputs, so the same inputs always give the same lock bytes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from kiln.env import platform
+from kiln.env import indexes, platform
 from kiln.env.cache import atomic_write, sha256_file
 from kiln.env.lockfile import ensure_no_credentials
 from kiln.env.redact import redact
@@ -105,6 +106,7 @@ def cache_key(request: LockRequest) -> str:
         "local_wheels": sorted(sha256_file(path) for path in request.local_wheels),
         "uv_settings": {name: redact(os.environ[name]) for name in _UV_SETTINGS if name in os.environ},
         "uv_config": _uv_config_digest(),
+        "pip_indexes": [redact(arg) for arg in _pip_index_args()],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -143,8 +145,12 @@ def _run_uv(request: LockRequest) -> str:
             "--no-progress",
             # Only the host's interpreters build sdists' metadata; never fetch a Python for that.
             "--no-python-downloads",
+            *_pip_index_args(),
         ]
-        result = run(command, what="uv pip compile", cwd=work)
+        env = dict(os.environ)
+        if not indexes.uv_configured(os.environ):
+            env.update(_pip_indexes().uv_env(os.environ))
+        result = run(command, what="uv pip compile", cwd=work, env=env)
     if result.returncode != 0:
         raise explain_failure(result.stderr, request)
     return result.stdout if result.stdout.endswith("\n") else result.stdout + "\n"
@@ -234,6 +240,23 @@ def _whose(label: str) -> str:
 
 def _join(lines: Sequence[str]) -> str:
     return ", ".join(repr(line) for line in lines)
+
+
+def _pip_indexes() -> indexes.PipIndexes:
+    # Asked once per distinct PIP_* environment: the cache key and the resolve both need it.
+    return _pip_indexes_for(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PIP_"))))
+
+
+@functools.lru_cache(maxsize=8)
+def _pip_indexes_for(pip_environment: tuple[tuple[str, str], ...]) -> indexes.PipIndexes:
+    return indexes.pip_indexes()
+
+
+def _pip_index_args() -> list[str]:
+    """pip's index settings for uv, unless the user configured uv's own (see kiln.env.indexes)."""
+    if indexes.uv_configured(os.environ):
+        return []
+    return _pip_indexes().uv_args()
 
 
 def _uv_config_digest() -> str:
