@@ -57,6 +57,11 @@ class StartingServer:
     server: TrackingServer
     process: subprocess.Popen[bytes]
 
+    def terminate(self) -> None:
+        """Ask the server to stop without waiting (stop several at once; exit waits for them)."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+
     def wait(self, timeout: float = 180.0) -> TrackingServer:
         """Block until ``/health`` answers 200; raise with the server's log if it dies or hangs."""
         _wait_healthy(self.server, self.process, timeout)
@@ -77,6 +82,8 @@ def started_server(root: Path, *, auth: bool = False) -> Iterator[StartingServer
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    # No job runner: it starts eight more Python processes (huey consumers) that tests never use.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     command = [
         MLFLOW,
         "server",

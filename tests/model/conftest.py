@@ -93,7 +93,11 @@ def _servers(
     ):
         model_dir("sklearn_iris")
         model_dir("sklearn_iris_constant")
-        yield plain.wait(), auth.wait()
+        try:
+            yield plain.wait(), auth.wait()
+        finally:
+            plain.terminate()
+            auth.terminate()
 
 
 @pytest.fixture(scope="session")

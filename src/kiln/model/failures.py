@@ -90,6 +90,12 @@ def detail(exc: BaseException) -> str:
 def explain(exc: BaseException, *, subject: str, server: str) -> ModelURIError:
     """A ModelURIError for ``exc``; ``subject`` is e.g. ``model URI 'runs:/...'``."""
     reason = unreachable_reason(exc)
+    if reason == "no answer in time":
+        return ModelURIError(
+            f"cannot reach {server} to resolve {subject}: {reason}",
+            hint="check the tracking URI and the network; for a slow server raise "
+            "MLFLOW_HTTP_REQUEST_TIMEOUT (seconds; kiln's lookups default to 10)",
+        )
     if reason:
         return ModelURIError(
             f"cannot reach {server} to resolve {subject}: {reason}",

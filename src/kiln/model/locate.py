@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,14 +75,8 @@ def _locate_run(client: Any, model_uri: str, servers: Servers) -> Location:
         raise ModelURIError(
             f"{subject(model_uri)} is not a valid runs:/ URI (expected runs:/<run_id>/<artifact_path>)"
         ) from exc
-    try:
-        run = client.get_run(run_id)
-    except Exception as exc:
-        if is_not_found(exc):
-            raise ModelURIError(
-                f"{subject(model_uri)} not found on {servers.tracking}: run {run_id!r} does not exist"
-            ) from exc
-        raise explain(exc, subject=subject(model_uri), server=servers.tracking) from exc
+    missing = f"run {run_id!r} does not exist"
+    run = _lookup(lambda: client.get_run(run_id), model_uri, servers.tracking, missing)
     root = run.info.artifact_uri
     return Location(
         download_uri=model_uri,
@@ -189,14 +184,8 @@ def _model_version(client: Any, model_uri: str, name: str, version: str, servers
 
 
 def _registered_model(client: Any, model_uri: str, name: str, servers: Servers) -> Any:
-    try:
-        return client.get_registered_model(name)
-    except Exception as exc:
-        if is_not_found(exc):
-            raise ModelURIError(
-                f"{subject(model_uri)} not found in {servers.registry}: there is no registered model {name!r}"
-            ) from exc
-        raise explain(exc, subject=subject(model_uri), server=servers.registry) from exc
+    missing = f"there is no registered model {name!r}"
+    return _lookup(lambda: client.get_registered_model(name), model_uri, servers.registry, missing, "in")
 
 
 def _versions(client: Any, name: str) -> str:
@@ -209,21 +198,27 @@ def _versions(client: Any, name: str) -> str:
 
 
 def _locate_logged_model(client: Any, model_uri: str, model_id: str, servers: Servers) -> Location:
-    try:
-        logged = client.get_logged_model(model_id)
-    except Exception as exc:
-        if is_not_found(exc):
-            raise ModelURIError(
-                f"{subject(model_uri)} not found on {servers.tracking}: there is no logged model "
-                f"{model_id!r} (registered models: models:/<name>/<version> or models:/<name>@<alias>)"
-            ) from exc
-        raise explain(exc, subject=subject(model_uri), server=servers.tracking) from exc
+    missing = (
+        f"there is no logged model {model_id!r} "
+        "(registered models: models:/<name>/<version> or models:/<name>@<alias>)"
+    )
+    logged = _lookup(lambda: client.get_logged_model(model_id), model_uri, servers.tracking, missing)
     return Location(
         download_uri=model_uri,
         server=servers.tracking,
         source=strip_credentials(logged.artifact_location),
         run_id=logged.source_run_id or None,
     )
+
+
+def _lookup(call: Callable[[], Any], model_uri: str, server: str, missing: str, on: str = "on") -> Any:
+    """``call()``; MLflow's "not found" becomes ``<URI> not found on <server>: <missing>``."""
+    try:
+        return call()
+    except Exception as exc:
+        if is_not_found(exc):
+            raise ModelURIError(f"{subject(model_uri)} not found {on} {server}: {missing}") from exc
+        raise explain(exc, subject=subject(model_uri), server=server) from exc
 
 
 def _probe(model_uri: str, servers: Servers) -> None:

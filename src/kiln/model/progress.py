@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.filesize import decimal as _human  # the units of rich's speed column: kB, MB
+
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
@@ -89,12 +91,3 @@ def _live_counter(dest: Path, label: str) -> Iterator[None]:
         finally:
             stop.set()
             watcher.join()
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # unreachable; keeps mypy's return check simple

@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model URI resolved to a local MLflow model directory, and where it came from."""
+    """A model URI resolved to a local MLflow model directory, and where it came from.
+
+    A downloaded ``path`` exists only inside the ``with resolve_model(...)`` block.
+    """
 
     path: Path
     """The local model directory (the user's own for local paths, else a temporary download)."""
@@ -115,13 +118,25 @@ def _download(model_uri: str, location: Location, servers: Servers, tmp: Path, p
             local = mlflow.artifacts.download_artifacts(artifact_uri=location.download_uri, dst_path=str(tmp))
     except Exception as exc:
         if location.artifact_path is not None and is_not_found(exc):
-            names = ", ".join(run_artifact_names(model_uri, servers)) or "none"
-            raise ModelURIError(
-                f"{subject(model_uri)} not found on {servers.tracking}: run {location.run_id!r} "
-                f"has no artifact {location.artifact_path!r} (its artifacts: {names})"
-            ) from exc
+            raise _not_in_run(model_uri, location, servers) from exc
         raise explain(exc, subject=subject(model_uri), server=location.server) from exc
     return Path(local)
+
+
+def _not_in_run(model_uri: str, location: Location, servers: Servers) -> ModelURIError:
+    """MLflow says "not found" for any failure inside a run's artifacts: tell the cases apart."""
+    names = run_artifact_names(model_uri, servers)
+    top = (location.artifact_path or "").split("/")[0]
+    if top and top in names:
+        return ModelURIError(
+            f"cannot download {subject(model_uri)} from {servers.tracking}: run {location.run_id!r} "
+            f"has an artifact {top!r}, but MLflow could not download {location.artifact_path!r}",
+            hint="check the path inside the artifact; run with --debug to see MLflow's reason",
+        )
+    return ModelURIError(
+        f"{subject(model_uri)} not found on {servers.tracking}: run {location.run_id!r} "
+        f"has no artifact {location.artifact_path!r} (its artifacts: {', '.join(names) or 'none'})"
+    )
 
 
 def _resolved(model_uri: str, location: Location, servers: Servers, path: Path) -> ResolvedModel:

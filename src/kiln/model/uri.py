@@ -9,8 +9,10 @@ from pathlib import Path
 
 from kiln.errors import ModelURIError
 
-# scheme://userinfo@host: a user name, password or token; everything between // and @ goes.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
+# scheme://userinfo@host. Over HTTP any user-info is a login or a token; elsewhere only
+# user:password is (wasbs://container@account/... names a container, not a secret).
+_USERINFO = re.compile(r"(?P<scheme>(?P<name>[A-Za-z][A-Za-z0-9+.-]*)://)(?P<info>[^/@\s'\"]+)@")
+_HTTP_SCHEMES = ("http", "https", "mlflow-artifacts")
 # Query parameters that carry secrets in presigned or SAS URLs.
 _SECRET_QUERY = re.compile(
     r"(?i)([?&](?:[\w-]*(?:signature|token|sig|credential|key|password)[\w-]*)=)[^&\s'\"]+"
@@ -19,7 +21,13 @@ _SECRET_QUERY = re.compile(
 
 def strip_credentials(text: str) -> str:
     """``text`` with the user-info of every URL in it removed and secret query values masked."""
-    return _SECRET_QUERY.sub(r"\1****", _USERINFO.sub(r"\g<scheme>", text))
+    return _SECRET_QUERY.sub(r"\1****", _USERINFO.sub(_without_userinfo, text))
+
+
+def _without_userinfo(match: re.Match[str]) -> str:
+    if match.group("name").lower() in _HTTP_SCHEMES or ":" in match.group("info"):
+        return match.group("scheme")
+    return match.group(0)
 
 
 def scheme_of(model_uri: str) -> str:
