@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mlflow.models.utils import _enforce_schema
 from mlflow.types import ColSpec, Schema
@@ -86,6 +86,24 @@ def test_the_random_payloads_often_took_the_fast_path() -> None:
     if not ACCEPTED:
         pytest.skip("run together with the property tests above, which do the counting")
     assert sum(ACCEPTED) > 100, f"only {sum(ACCEPTED)} of {len(ACCEPTED)} random payloads were accepted"
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=rows, order=st.permutations(NAMES))
+def test_sklearn_frames_differ_only_in_the_label_dtype(data: list[list[Any]], order: list[str]) -> None:
+    """For scikit-learn models the labels are an object Index; everything else is MLflow's frame."""
+    schema = SCHEMAS["double"]
+    fast = FastFrame.prepare(schema, loader_module="mlflow.sklearn")
+    assert fast is not None
+    value = {"columns": order, "data": data}
+    ours = fast.split(value)
+    assume(ours is not None)
+    assert ours is not None
+    assert ours.columns.dtype == object
+    theirs = _mlflow(value, "split", schema)
+    assert theirs is not None
+    assert list(ours.columns) == list(theirs.columns)
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_column_type=False)
 
 
 def test_common_payloads_take_the_fast_path() -> None:

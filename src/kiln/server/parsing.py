@@ -72,8 +72,14 @@ class InputContract:
             input_schema=input_schema,
             param_names=names,
             signature_from_type_hint=bool(from_hint()) if callable(from_hint) else False,
-            fast_frame=FastFrame.prepare(input_schema),
+            fast_frame=FastFrame.prepare(input_schema, loader_module=_loader_module(metadata)),
         )
+
+
+def _loader_module(metadata: Any) -> str | None:
+    flavors = getattr(metadata, "flavors", None) or {}
+    pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
+    return pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
 
 
 def parse_request(body: bytes, kind: MediaKind, contract: InputContract) -> ParsedRequest:
