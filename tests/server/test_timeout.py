@@ -121,3 +121,26 @@ def test_lane_replaces_a_stuck_thread_once() -> None:
 
     asyncio.run(scenario())
     assert stuck == [True], "the worker is asked to exit once, however many predictions overran"
+
+
+def test_lane_never_runs_a_cancelled_request() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        lane = PredictLane(5)
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(lane.run(lambda: release.wait(5), deadline=loop.time() + 5))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(lane.run(lambda: ran.append("cancelled"), deadline=loop.time() + 5))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        assert await first is True
+        assert await lane.run(lambda: ran.append("next"), deadline=loop.time() + 5) is None
+        lane.close()
+
+    asyncio.run(scenario())
+    assert ran == ["next"]

@@ -85,6 +85,15 @@ class _Runner:
                 return
 
 
+def _drop_if_queued(job: _Job[Any]) -> int:
+    """Mark a job that has not started as dropped; its state before that."""
+    with job.lock:
+        state = job.state
+        if state == _QUEUED:
+            job.state = _DROPPED
+    return state
+
+
 class _Expired(Exception):
     """Set on a job's future when its deadline passes first."""
 
@@ -142,12 +151,12 @@ class PredictLane:
             return await job.future
         except _Expired:
             pass
+        except asyncio.CancelledError:  # the request's task was cancelled: don't run it later
+            _drop_if_queued(job)
+            raise
         finally:
             timer.cancel()
-        with job.lock:
-            state = job.state
-            if state == _QUEUED:
-                job.state = _DROPPED
+        state = _drop_if_queued(job)
         started = state == _RUNNING  # _DONE: it finished in the instant the deadline passed
         if self._on_timeout is not None:
             self._on_timeout(started)
