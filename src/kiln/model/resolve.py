@@ -50,7 +50,7 @@ class ResolvedModel:
     model_version: str | None = None
     """The registered version; for ``models:/name@alias`` the version the alias pointed to."""
     tracking_uri: str | None = None
-    """The tracking server or registry it was resolved against, without credentials."""
+    """The tracking server used (``runs:/``, ``models:/``, ``mlflow-artifacts:/``), without credentials."""
 
     def labels(self) -> dict[str, str]:
         """Image labels recording what was resolved (``io.kiln.model.*``); unknown values left out."""
@@ -150,8 +150,9 @@ def _resolved(model_uri: str, location: Location, servers: Servers, path: Path) 
         )
     try:
         info = read_model_info(path)
-    except ModelError as exc:
-        raise ModelURIError(f"{where}: {exc.message}", hint=exc.hint) from exc
+    except ModelError as exc:  # its message names the temporary directory: name the URI instead
+        message = exc.message.replace(str(path), strip_credentials(model_uri).rstrip("/"))
+        raise ModelURIError(f"{message} (downloaded from {location.server})", hint=exc.hint) from exc
     source = location.source or strip_credentials(model_uri)
     logged_at = info.mlmodel.get("artifact_path")
     if location.artifact_path is not None and isinstance(logged_at, str) and ":/" in logged_at:
