@@ -99,13 +99,16 @@ def test_kiln_serve_bad_flags(
     assert "Traceback" not in result.stderr
 
 
-def test_kiln_serve_model_uri_with_a_scheme(tmp_path: Path) -> None:
+def test_kiln_serve_remote_uri_without_a_tracking_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in _env().items() if not k.startswith("MLFLOW_TRACKING")}
     result = subprocess.run(
-        _kiln("serve", "-m", "runs:/0123abcd/model"), env=_env(), capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    assert "model 'runs:/0123abcd/model' is not a local directory" in result.stderr
-    assert "mlflow artifacts download" in result.stderr
+        _kiln("serve", "-m", "runs:/0123abcd/model"), env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "model URI 'runs:/0123abcd/model' needs an MLflow tracking server" in result.stderr
+    assert "--tracking-uri" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_kiln_serve_missing_model_dir(tmp_path: Path) -> None:

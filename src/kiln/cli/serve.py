@@ -13,10 +13,7 @@ import click
 
 from kiln import contract, envvars
 from kiln.cli import main
-from kiln.errors import UsageError
 from kiln.runtime.settings import LOG_LEVELS, RuntimeSettings
-
-_SCHEME_HINT = "download it first (e.g. `mlflow artifacts download -u URI -d DIR`) and pass the directory"
 
 
 @main.command("serve")
@@ -25,8 +22,18 @@ _SCHEME_HINT = "download it first (e.g. `mlflow artifacts download -u URI -d DIR
     "--model-uri",
     "model_uri",
     required=True,
-    metavar="MODEL_DIR",
-    help="The MLflow model to serve: a local directory (or file:// URI).",
+    metavar="MODEL_URI",
+    help="The MLflow model to serve: a local directory, file://, runs:/, models:/, mlflow-artifacts:/ ...",
+)
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    help="MLflow tracking server for runs:/ and models:/ URIs [default: $MLFLOW_TRACKING_URI].",
+)
+@click.option(
+    "--registry-uri",
+    metavar="URI",
+    help="MLflow model registry, when it differs from the tracking server [default: $MLFLOW_REGISTRY_URI].",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help=f"Port to serve on [default: {contract.PORT}].")
 @click.option(
@@ -79,6 +86,8 @@ def serve(
     ctx: click.Context,
     /,
     model_uri: str,
+    tracking_uri: str | None,
+    registry_uri: str | None,
     port: int | None,
     workers: int | None,
     disable_nginx: bool | None,
@@ -97,11 +106,11 @@ def serve(
     MLFLOW_MODELS_WORKERS, KILN_REQUEST_TIMEOUT, DISABLE_NGINX); options win. Stops
     gracefully on Ctrl+C or SIGTERM.
     """
+    from kiln.model.resolve import resolve_model
     from kiln.runtime import serve as run_runtime
     from kiln.runtime.logs import configure_logging
 
     overrides: dict[str, Any] = {
-        "model_dir": _local_model_dir(model_uri),
         "port": port,
         "workers": workers,
         "disable_nginx": disable_nginx,
@@ -115,22 +124,17 @@ def serve(
         overrides["max_body_size"] = envvars.parse_size("--max-body-size", max_body_size)
     if model_config is not None:
         overrides["model_config"] = envvars.parse_json_object("--model-config", model_config)
-    with _runtime_dir(runtime_dir) as directory:
-        settings = RuntimeSettings.from_env(os.environ, runtime_dir=directory, **overrides)
-        debug = bool(ctx.obj and ctx.obj.get("debug"))
+    debug = bool(ctx.obj and ctx.obj.get("debug"))
+    # Settings are checked before a possibly long download; the model dir is filled in after.
+    RuntimeSettings.from_env(os.environ, **overrides)
+    resolving = resolve_model(model_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+    with resolving as resolved, _runtime_dir(runtime_dir) as directory:
+        settings = RuntimeSettings.from_env(
+            os.environ, runtime_dir=directory, model_dir=str(resolved.path.resolve()), **overrides
+        )
         configure_logging("debug" if debug else settings.log_level)
         code = run_runtime(settings)
     ctx.exit(code)
-
-
-def _local_model_dir(model_uri: str) -> str:
-    path = model_uri.removeprefix("file://")
-    if "://" in path or (":/" in path and not os.path.exists(path)):
-        raise UsageError(
-            f"model {model_uri!r} is not a local directory: `kiln serve` takes a local model directory",
-            hint=_SCHEME_HINT,
-        )
-    return os.path.abspath(path)
 
 
 @contextlib.contextmanager
