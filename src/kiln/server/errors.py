@@ -61,9 +61,7 @@ class ScoringFailure(ScoringError):
         self.extra = extra or {}
 
 
-def error_body(
-    status: int, error_code: str, message: str, *, stack_trace: str | None = None, **extra: Any
-) -> bytes:
+def error_body(error_code: str, message: str, *, stack_trace: str | None = None, **extra: Any) -> bytes:
     """The JSON bytes of an error answer."""
     body: dict[str, Any] = {"error_code": error_code, "message": message}
     body.update(extra)
@@ -76,9 +74,7 @@ def error_response(
     status: int, error_code: str, message: str, *, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A JSON error answer."""
-    return Response(
-        error_body(status, error_code, message), status, headers=headers, media_type=JSON_MEDIA_TYPE
-    )
+    return Response(error_body(error_code, message), status, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 def from_exception(exc: BaseException, *, expose_tracebacks: bool) -> tuple[int, bytes]:
@@ -109,7 +105,7 @@ def from_exception(exc: BaseException, *, expose_tracebacks: bool) -> tuple[int,
             )
     if trace:
         logger.warning("request failed with %d %s: %s\n%s", status, code, message, trace)
-    body = error_body(status, code, message, stack_trace=trace if expose_tracebacks else None, **extra)
+    body = error_body(code, message, stack_trace=trace if expose_tracebacks else None, **extra)
     return status, body
 
 

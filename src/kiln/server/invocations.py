@@ -46,7 +46,7 @@ class Invocations:
         except Exception as exc:  # a bug in kiln: still a JSON answer, and the trace in the log
             logger.exception("unhandled error answering POST /invocations")
             status = 500
-            payload = error_body(500, INTERNAL_ERROR, f"internal error in the scoring server: {exc!r}")
+            payload = error_body(INTERNAL_ERROR, f"internal error in the scoring server: {exc!r}")
         await send(
             {
                 "type": "http.response.start",
@@ -60,7 +60,7 @@ class Invocations:
         state = self.state
         lane = state.lane
         if lane is None:
-            return 503, error_body(503, "TEMPORARILY_UNAVAILABLE", "the model is still loading")
+            return 503, error_body("TEMPORARILY_UNAVAILABLE", "the model is still loading")
         deadline = asyncio.get_running_loop().time() + lane.timeout
         content_type = length = None
         for name, value in scope["headers"]:
@@ -72,11 +72,11 @@ class Invocations:
             kind = media_kind(content_type)
             body = await read_body(receive, length, state.settings.max_body_size)
         except ScoringFailure as exc:
-            return exc.status, error_body(exc.status, exc.error_code, exc.message)
+            return exc.status, error_body(exc.error_code, exc.message)
         try:
             return await lane.run(functools.partial(state.score, body, kind), deadline=deadline)
         except PredictTimeout as exc:
-            return 504, error_body(504, DEADLINE_EXCEEDED, str(exc))
+            return 504, error_body(DEADLINE_EXCEEDED, str(exc))
 
 
 class Dispatch:
