@@ -23,7 +23,7 @@ from kiln.backends.progress import LogProgress, Progress
 from kiln.backends.smoke import SmokeResult
 from kiln.env.resolve import resolve_env
 from kiln.env.spec import EnvSpec, TargetPlatform
-from kiln.errors import DockerUnavailableError, KilnError, UsageError
+from kiln.errors import BuildError, DockerUnavailableError, KilnError, UsageError
 from kiln.image.base import PythonPlan, default_base_image, describe_mismatch, plan_python, requested_python
 from kiln.image.context import write_context
 from kiln.image.interpreter import fetch_python
@@ -174,6 +174,7 @@ def generate_dockerfile(
                 work=Path(tmp),
                 context=output,
                 progress=progress,
+                may_assume=True,
             )
         for note in env.notes:
             log.debug("note: %s", note)
@@ -198,13 +199,14 @@ def _prepare(
     work: Path,
     context: Path,
     progress: Progress,
+    may_assume: bool = False,
 ) -> tuple[ImageSpec, EnvSpec]:
     """Probe the base, plan the interpreter, resolve the environment, write the build context."""
     env_model = inputs.model or inputs.env_from
     requested = requested_python(env_model)
     image = base_image or default_base_image(env_manager, requested)
     progress.phase(f"inspecting base image {image}")
-    base = _probe(engine, image, platform, env_manager, requested)
+    base = _probe(engine, image, platform, env_manager, requested, may_assume=may_assume)
     plan = plan_python(env_manager, requested, base)
     progress.detail(_describe_base(base, plan))
     python_dir = None
@@ -277,19 +279,33 @@ def _probe(
     platform: str | None,
     env_manager: contract.EnvManager,
     requested: str | None,
+    *,
+    may_assume: bool,
 ) -> BaseImageInfo:
-    if engine is not None:
-        return engine.probe(image, platform=platform)
-    if requested and env_manager != "conda" and image == default_base_image(env_manager, requested):
-        log.warning(
-            "assuming %s holds Python %s at /usr/local/bin/python3, apt and no nginx", image, requested
-        )
-        return assumed_python_slim(image, requested)
-    raise DockerUnavailableError(
-        f"cannot inspect base image {image!r} without a Docker engine",
-        hint="start Docker, or use the default base image (omit --base-image) for a model "
-        "with python_env.yaml",
+    """Probe ``image``; ``generate_dockerfile`` may assume what the default python:X.Y-slim holds
+    when it cannot be inspected (no Docker engine, or no registry to pull it from)."""
+    assumable = bool(
+        may_assume
+        and requested
+        and env_manager != "conda"
+        and image == default_base_image(env_manager, requested)
     )
+    if engine is not None:
+        try:
+            return engine.probe(image, platform=platform)
+        except BuildError as exc:
+            if not assumable:
+                raise
+            log.warning("could not inspect %s: %s", image, exc.message)
+    elif not assumable:
+        raise DockerUnavailableError(
+            f"cannot inspect base image {image!r} without a Docker engine",
+            hint="start Docker, or use the default base image (omit --base-image) for a model "
+            "with python_env.yaml",
+        )
+    assert requested is not None
+    log.warning("assuming %s holds Python %s at /usr/local/bin/python3, apt and no nginx", image, requested)
+    return assumed_python_slim(image, requested)
 
 
 def _describe_base(base: BaseImageInfo, plan: PythonPlan) -> str:

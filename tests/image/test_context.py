@@ -12,7 +12,7 @@ from tests.image.conftest import MakeEnv, python_slim
 from kiln.errors import BuildError, ModelError, UsageError
 from kiln.image.base import plan_python
 from kiln.image.context import copy_model, write_context
-from kiln.image.secrets import check_no_secrets, redact_url, scrub_lock, secret_values
+from kiln.image.secrets import check_no_secrets, scrub_lock, secret_values
 from kiln.image.spec import ImageOptions, build_image_spec
 from kiln.model.info import ModelInfo
 
@@ -118,13 +118,6 @@ def test_scrub_lock_drops_index_options_and_credentials() -> None:
     assert scrubbed == "# via https://idx/x\nnumpy==1 \\\n    --hash=sha256:ab\n"
 
 
-def test_redact_url() -> None:
-    assert (
-        redact_url("see https://user:pw@host/a and s3://key@bucket/b")
-        == "see https://host/a and s3://bucket/b"
-    )
-
-
 def test_secret_values_from_the_host_environment() -> None:
     environ = {
         "PIP_EXTRA_INDEX_URL": "https://user:kiln-test-secret-token@127.0.0.1:9/simple https://pypi.org/simple",
@@ -136,8 +129,12 @@ def test_secret_values_from_the_host_environment() -> None:
 
 def test_check_no_secrets_refuses_credentials() -> None:
     environ = {"MY_API_TOKEN": "abcdefgh12345"}
-    with pytest.raises(BuildError, match="contains a URL with credentials"):
-        check_no_secrets([("the Dockerfile", "RUN pip --index-url https://u:p@h/x")], environ)
+    with pytest.raises(
+        BuildError, match=r"the lock contains a URL with credentials \(-f https://\*\*\*\*@h/x\)"
+    ):
+        check_no_secrets([("the lock", "numpy==1\n-f https://u:p@h/x\n")], "FROM x", environ)
     with pytest.raises(BuildError, match="the lock contains the value of a credential"):
-        check_no_secrets([("the lock", "x abcdefgh12345 y")], environ)
-    check_no_secrets([("the lock", "numpy==1")], environ)
+        check_no_secrets([("the lock", "x abcdefgh12345 y")], "FROM x", environ)
+    with pytest.raises(BuildError, match="the Dockerfile contains the value of a credential"):
+        check_no_secrets([], "LABEL x=abcdefgh12345", environ)
+    check_no_secrets([("the lock", "numpy==1")], "FROM x", environ)

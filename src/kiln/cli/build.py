@@ -99,41 +99,17 @@ def _shared_options(func: F) -> F:
     help="Start the built image, wait for /ping, score the model's saved input example, remove it.",
 )
 def build(
-    model_uri: str | None,
-    name: str,
-    env_manager: contract.EnvManager,
-    base_image: str | None,
-    install_java: bool,
-    install_mlflow: bool,
-    mlflow_home: str | None,
-    requirements: Sequence[str],
-    env_from: str | None,
-    platform: str | None,
-    labels: Sequence[str],
-    quiet: bool,
-    no_cache: bool,
-    build_args: Sequence[str],
-    smoke_test: bool,
+    model_uri: str | None, quiet: bool, labels: Sequence[str], build_args: Sequence[str], **options: Any
 ) -> None:
     """Build a Docker image that serves an MLflow model on port 8080."""
     from kiln import api
 
     result = api.build(
         model_uri,
-        name=name,
-        env_manager=env_manager,
-        base_image=base_image,
-        install_java=install_java,
-        install_mlflow=install_mlflow,
-        mlflow_home=mlflow_home,
-        requirements=requirements,
-        env_from=env_from,
-        no_cache=no_cache,
-        platform=platform,
-        build_args=_pairs("--build-arg", build_args),
         labels=_pairs("--label", labels),
-        smoke_test=smoke_test,
+        build_args=_pairs("--build-arg", build_args),
         progress=_progress(quiet),
+        **options,
     )
     if quiet:
         click.echo(result.image.image_id)
@@ -164,38 +140,12 @@ def build(
     default=False,
     help="Use BuildKit-only syntax (cache and bind mounts) [default: no, any builder builds it].",
 )
-def generate_dockerfile(
-    model_uri: str | None,
-    output_directory: str,
-    env_manager: contract.EnvManager,
-    base_image: str | None,
-    install_java: bool,
-    install_mlflow: bool,
-    mlflow_home: str | None,
-    requirements: Sequence[str],
-    env_from: str | None,
-    platform: str | None,
-    labels: Sequence[str],
-    quiet: bool,
-    buildkit: bool,
-) -> None:
+def generate_dockerfile(model_uri: str | None, quiet: bool, labels: Sequence[str], **options: Any) -> None:
     """Write a Dockerfile and its build context, to build later with 'docker build DIR'."""
     from kiln import api
 
     dockerfile = api.generate_dockerfile(
-        model_uri,
-        output_directory=output_directory,
-        env_manager=env_manager,
-        base_image=base_image,
-        install_java=install_java,
-        install_mlflow=install_mlflow,
-        mlflow_home=mlflow_home,
-        requirements=requirements,
-        env_from=env_from,
-        platform=platform,
-        labels=_pairs("--label", labels),
-        buildkit=buildkit,
-        progress=_progress(quiet),
+        model_uri, labels=_pairs("--label", labels), progress=_progress(quiet), **options
     )
     if quiet:
         click.echo(str(dockerfile))

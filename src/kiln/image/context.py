@@ -37,7 +37,7 @@ def write_context(
     _prepare(dest)
     files = spec.files
     dockerfile = render_dockerfile(spec)
-    texts = [("the Dockerfile", dockerfile)]
+    texts: list[tuple[str, str]] = []
     if files.lock and env.lock_file is not None:
         lock = scrub_lock(env.lock_file.read_text(encoding="utf-8"))
         texts.append((f"the lock {env.lock_file}", lock))
@@ -46,7 +46,7 @@ def write_context(
         conda = env.conda_file.read_text(encoding="utf-8")
         texts.append((f"the conda file {env.conda_file}", conda))
         _write_text(dest / files.conda_file, conda)
-    check_no_secrets(texts)
+    check_no_secrets(texts, dockerfile)
     if files.wheelhouse and env.wheelhouse is not None:
         _link_tree(env.wheelhouse, dest / files.wheelhouse)
     if files.installer and env.installer_wheel is not None:

@@ -1,4 +1,4 @@
-"""Keep credentials out of images: scrub index options from locks, redact URLs, refuse leaks.
+"""Keep credentials out of images: scrub index options from locks, refuse any credential that remains.
 
 Index URLs (often carrying ``user:token@``) are used on the host to fetch wheels;
 the image installs offline with ``--no-index``, so nothing that names an index
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
+from kiln.env.redact import has_credentials, redact
 from kiln.errors import BuildError
+from kiln.model.uri import strip_credentials
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
 _INDEX_OPTIONS = (
     "-i",
     "--index-url",
@@ -33,15 +35,10 @@ _CREDENTIAL_VARIABLES = (
     "UV_INDEX",
     "UV_DEFAULT_INDEX",
     "UV_FIND_LINKS",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_URI",
 )
 _SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY)$", re.IGNORECASE)
-
-
-def redact_url(text: str) -> str:
-    """``https://user:token@host/x`` -> ``https://host/x`` wherever a URL appears in ``text``."""
-    return _USERINFO.sub(lambda m: m.group("scheme"), text)
+_MIN_SECRET = 6
 
 
 def scrub_lock(text: str) -> str:
@@ -52,41 +49,44 @@ def scrub_lock(text: str) -> str:
         option = stripped.split("=", 1)[0].split(None, 1)[0] if stripped else ""
         if option in _INDEX_OPTIONS:
             continue
-        kept.append(redact_url(line))
+        kept.append(strip_credentials(line))
     return "\n".join(kept) + "\n"
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Credential strings from the host's environment that must never reach an image."""
+    """Credential strings in the host's environment that must never reach an image."""
     environ = os.environ if environ is None else environ
     values: list[str] = []
     for name, value in environ.items():
         if name in _CREDENTIAL_VARIABLES:
             for url in value.split():
-                match = _USERINFO.search(url)
-                if match:
-                    values.extend(part for part in match.group("userinfo").split(":") if len(part) >= 6)
+                parts = urllib.parse.urlsplit(url)
+                values.extend(p for p in (parts.username, parts.password) if p and len(p) >= _MIN_SECRET)
         elif _SECRET_NAME.search(name) and len(value) >= 8:
             values.append(value)
     return values
 
 
 def check_no_secrets(
-    named_texts: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None
+    files: Iterable[tuple[str, str]],
+    dockerfile: str,
+    environ: Mapping[str, str] | None = None,
 ) -> None:
-    """BuildError when a text bound for the image holds URL credentials or a host secret's value."""
+    """BuildError when a lock or conda file (``files``: name, text) holds a URL with credentials,
+    or when any of them or the Dockerfile holds the value of a credential from the host."""
     secrets = secret_values(environ)
-    for name, text in named_texts:
-        match = _USERINFO.search(text)
-        if match:
+    files = list(files)
+    for name, text in files:
+        if has_credentials(text):
+            line = next(line for line in text.splitlines() if has_credentials(line))
             raise BuildError(
-                f"{name} contains a URL with credentials ({redact_url(match.group(0))}***@...); "
+                f"{name} contains a URL with credentials ({redact(line.strip())}); "
                 "kiln refuses to put credentials into an image",
                 hint="pass index credentials through the environment or a netrc file on the host only",
             )
-        for secret in secrets:
-            if secret in text:
-                raise BuildError(
-                    f"{name} contains the value of a credential from the host environment; "
-                    "kiln refuses to put credentials into an image"
-                )
+    for name, text in [*files, ("the Dockerfile", dockerfile)]:
+        if any(secret in text for secret in secrets):
+            raise BuildError(
+                f"{name} contains the value of a credential from the host environment; "
+                "kiln refuses to put credentials into an image"
+            )

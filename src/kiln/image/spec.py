@@ -12,8 +12,9 @@ from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
 from kiln.image.base import PythonPlan, describe_mismatch
 from kiln.image.probe import BaseImageInfo
-from kiln.image.secrets import redact_url, scrub_lock
+from kiln.image.secrets import scrub_lock
 from kiln.model.info import ModelInfo, signature_summary
+from kiln.model.uri import strip_credentials
 
 Installer = Literal["pip-wheel", "pip-module", "uv-wheel", "micromamba"]
 
@@ -233,7 +234,7 @@ def _labels(
     }
     if model is not None:
         if options.model_uri:
-            labels[contract.LABEL_MODEL_URI] = redact_url(options.model_uri)
+            labels[contract.LABEL_MODEL_URI] = strip_credentials(options.model_uri)
         if model.run_id:
             labels[contract.LABEL_MODEL_RUN_ID] = model.run_id
         labels[contract.LABEL_MODEL_FLAVORS] = ",".join(model.flavors)
