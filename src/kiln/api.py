@@ -284,12 +284,8 @@ def _probe(
 ) -> BaseImageInfo:
     """Probe ``image``; ``generate_dockerfile`` may assume what the default python:X.Y-slim holds
     when it cannot be inspected (no Docker engine, or no registry to pull it from)."""
-    assumable = bool(
-        may_assume
-        and requested
-        and env_manager != "conda"
-        and image == default_base_image(env_manager, requested)
-    )
+    default = default_base_image(env_manager, requested)
+    assumable = may_assume and env_manager != "conda" and image == default
     if engine is not None:
         try:
             return engine.probe(image, platform=platform)
@@ -300,12 +296,11 @@ def _probe(
     elif not assumable:
         raise DockerUnavailableError(
             f"cannot inspect base image {image!r} without a Docker engine",
-            hint="start Docker, or use the default base image (omit --base-image) for a model "
-            "with python_env.yaml",
+            hint="start Docker, or use the default base image (omit --base-image)",
         )
-    assert requested is not None
-    log.warning("assuming %s holds Python %s at /usr/local/bin/python3, apt and no nginx", image, requested)
-    return assumed_python_slim(image, requested)
+    minor = default.removeprefix("python:").removesuffix("-slim")
+    log.warning("assuming %s holds Python %s at /usr/local/bin/python3, apt and no nginx", image, minor)
+    return assumed_python_slim(image, minor)
 
 
 def _describe_base(base: BaseImageInfo, plan: PythonPlan) -> str:

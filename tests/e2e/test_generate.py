@@ -98,3 +98,23 @@ def test_without_docker_another_base_cannot_be_inspected(
         "Error: cannot inspect base image 'registry.example.com/custom:1' without a Docker engine"
         in result.stderr
     )
+
+
+@pytest.mark.slow
+def test_model_agnostic_from_a_requirements_file(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("six==1.16.0\n")
+    out = tmp_path / "ctx"
+    result = kiln(
+        "generate-dockerfile",
+        "-d",
+        str(out),
+        "--requirements",
+        str(requirements),
+        env={"DOCKER_HOST": "unix:///nonexistent.sock"},
+    )
+    assert result.returncode == 0, result.stderr
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "KILN_MODEL_AGNOSTIC=true" in dockerfile and "COPY model" not in dockerfile
+    assert "six==1.16.0" in (out / "kiln" / "requirements.lock").read_text()
+    assert not (out / "model").exists()

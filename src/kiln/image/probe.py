@@ -106,7 +106,7 @@ def assumed_python_slim(image: str, minor: str) -> BaseImageInfo:
         image=image,
         image_id="",
         python="/usr/local/bin/python3",
-        python_version=f"{minor}.0",
+        python_version=minor,
         glibc="2.36",
         has_nginx=False,
         has_apt=True,
