@@ -129,3 +129,20 @@ def test_trace_reaches_the_client_when_the_operator_asks(kiln_url: Callable[...,
     answer = httpx.post(kiln_url("predict_raises", expose_tracebacks=True) + "/invocations", json=body)
     assert answer.status_code == 400
     assert "raises_model.py" in answer.json()["stack_trace"]
+
+
+def test_an_error_quoting_a_huge_input_is_cut(kiln_url: Callable[..., str]) -> None:
+    # A CSV whose header names no expected column: MLflow's schema error quotes the whole input.
+    header = ",".join(f"wrong_column_{i}" for i in range(3_000))
+    body = header + "\n" + ",".join("1" for _ in range(3_000)) + "\n"
+    response = httpx.post(
+        kiln_url("sklearn_iris") + "/invocations",
+        content=body,
+        headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )
+    assert response.status_code == 400
+    payload = response.json()
+    assert payload["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert len(payload["message"]) < 4200
+    assert payload["message"].endswith("more characters cut)")

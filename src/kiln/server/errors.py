@@ -61,8 +61,15 @@ class ScoringFailure(ScoringError):
         self.extra = extra or {}
 
 
+MAX_MESSAGE_CHARS = 4096
+"""Error messages can quote the input (MLflow's schema errors do); a client gets at most this much."""
+
+
 def error_body(error_code: str, message: str, *, stack_trace: str | None = None, **extra: Any) -> bytes:
-    """The JSON bytes of an error answer."""
+    """The JSON bytes of an error answer; the message is cut to MAX_MESSAGE_CHARS."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        cut = len(message) - MAX_MESSAGE_CHARS
+        message = f"{message[:MAX_MESSAGE_CHARS]}... ({cut} more characters cut)"
     body: dict[str, Any] = {"error_code": error_code, "message": message}
     body.update(extra)
     if stack_trace is not None:
