@@ -48,6 +48,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", type=float, default=3.0, help="kiln/MLflow requests/s ratio to meet")
     parser.add_argument("--mlflow-venv", type=Path, default=REPO / ".cache" / "bench" / "mlflow-venv")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--raw-dir", type=Path, default=REPO / ".cache" / "bench", help="every run's numbers")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/ alone")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (model, logs, Lua script)")
     return parser.parse_args(argv)
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = report.rows(runs)
         section = _section(opts, rows, _machine(venv, load), headers)
         print(section)
-        raw = REPO / ".cache" / "bench" / f"serve_bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+        raw = opts.raw_dir / f"serve_bench-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps([asdict(r) for r in runs], indent=1))
         print(f"bench: every run's numbers in {raw}")
