@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from tests.docker_support import BASE_IMAGE, docker_builder  # noqa: F401
+from tests.env.conftest import PackageIndex
 
 from kiln.backends.docker import DockerBuilder
 
@@ -75,9 +76,20 @@ def images(docker_builder: DockerBuilder) -> Iterator[Images]:  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def iris_venv(images: Images, model_dir: Callable[[str], Path]) -> Built:
-    """virtualenv + BuildKit; the host has an index URL with a token that must not leak."""
-    index = f"https://user:{SECRET_TOKEN}@127.0.0.1:9/simple"
+def token_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackageIndex]:
+    """A real (empty) package index on 127.0.0.1 that records the credentials it is sent."""
+    index = PackageIndex(tmp_path_factory.mktemp("token-index"))
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+@pytest.fixture(scope="session")
+def iris_venv(images: Images, model_dir: Callable[[str], Path], token_index: PackageIndex) -> Built:
+    """virtualenv + BuildKit; the host's pip has an extra index whose URL carries a token (used to
+    resolve and fetch on the host, next to the real index) that must not reach the image."""
+    index = token_index.url(f"user:{SECRET_TOKEN}")
     return images.build("iris-venv", "-m", str(model_dir("sklearn_iris")), env={"PIP_EXTRA_INDEX_URL": index})
 
 

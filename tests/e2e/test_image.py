@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import tarfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.e2e.conftest import SECRET_TOKEN, Built
 from tests.e2e.containers import container
+from tests.env.conftest import PackageIndex
 from tests.runtime.scoring import iris_expected, iris_request
 
 from kiln import __version__, contract
@@ -124,8 +126,12 @@ def test_arbitrary_user_and_read_only_root(
 
 
 def test_no_secret_in_any_layer_or_the_config(
-    docker_builder: DockerBuilder, iris_venv: Built, tmp_path: Path
+    docker_builder: DockerBuilder, iris_venv: Built, token_index: PackageIndex, tmp_path: Path
 ) -> None:
+    # The token was really in play: the host's resolver sent it to the index...
+    sent = [base64.b64decode(a.split()[1]).decode() for a in token_index.authorizations if a]
+    assert f"user:{SECRET_TOKEN}" in sent, token_index.authorizations[:5]
+    # ...and it is in no layer of the image, nor in its config or history.
     archive = tmp_path / "image.tar"
     saved = docker_builder.cli.run(["save", "--output", str(archive), iris_venv.tag], timeout=600)
     assert saved.returncode == 0, saved.stderr
