@@ -5,7 +5,7 @@ measures: cold build time, rebuild time after a model-only change (new weights, 
 requirements), image size, and the time from ``docker run`` to the first 200 on ``/ping``.
 Medians, the kiln/MLflow ratios and the setup go into a section of docs/benchmarks.md.
 
-    .venv/bin/python bench/build_bench.py                  # the full run (about 20 minutes)
+    .venv/bin/python bench/build_bench.py                  # the full run (about 10 minutes)
     .venv/bin/python bench/build_bench.py --cold 1 --rebuilds 1 --starts 2 --no-write
 
 No registry is needed: MLflow's build is given a local stand-in for the ``python:X.Y-slim``
@@ -217,6 +217,24 @@ def _steps(names: Sequence[str], width: int = 70) -> str:
     return "; ".join(f"`{n}`" for n in short) or "none"
 
 
+def _layers(layers: Sequence[tuple[int, str]]) -> str:
+    big = sorted((layer for layer in layers if layer[0] >= MB), reverse=True)
+    return (
+        ", ".join(f"{size / MB:.0f} MB {_steps([_created_by(created)], 50)}" for size, created in big)
+        or "none"
+    )
+
+
+def _created_by(created: str) -> str:
+    """A history entry as a Dockerfile instruction (without the builders' ``/bin/sh -c`` wrapping)."""
+    created = created.removesuffix("# buildkit").strip()
+    if created.startswith("/bin/sh -c #(nop) "):
+        return created[len("/bin/sh -c #(nop) ") :].strip()
+    if created.startswith("/bin/sh -c "):
+        return "RUN " + created[len("/bin/sh -c ") :].strip()
+    return created.replace("RUN /bin/sh -c ", "RUN ", 1)
+
+
 def _runs(values: Sequence[float], unit: str = "s") -> str:
     return ", ".join(f"{v:.1f}" for v in values) + f" {unit}"
 
@@ -242,6 +260,8 @@ class Results:
     starts: list[Start]
     sizes: dict[str, int]
     base_sizes: dict[str, int]
+    layers: dict[str, list[tuple[int, str]]]
+    """Each image's layers above its base: (bytes, created by), newest first."""
     predictions: str
 
     def seconds(self, runs: Sequence[builds.Build], tool: str) -> list[float]:
@@ -297,59 +317,80 @@ def _section(opts: argparse.Namespace, r: Results, ctx: Context) -> str:
         "switched off with `PIP_CONFIG_FILE=/dev/null`)"
     )
     mlflow_dockerfile = "\n".join(ctx.mlflow_instructions)
+    kiln_steps = "\n".join(n if len(n) <= 100 else n[:97] + "..." for n in kiln_cold.steps.run)
     return f"""
 ## Image builds: `kiln build` vs `mlflow models build-docker`
 
+Re-run (needs Docker, `kiln-test/python:3.11-slim` or debootstrap to make it, PyPI and a Debian mirror):
+
+```bash
+.venv/bin/python bench/build_bench.py            # about 10 minutes; rewrites this section
+.venv/bin/python bench/build_bench.py --help     # run counts, kiln's base image, --no-write, --keep
+```
+
+It keeps `.cache/bench/mlflow-venv` and the MLflow base stand-in (`kiln-bench/mlflow-base:*`) for the
+next run and removes every container and built image; each run's numbers also go to
+`.cache/bench/build_bench-*.json`.
+
 Measured {dt.date.today().isoformat()} by `bench/build_bench.py`, both tools side by side in one run
-(cold builds alternating kiln/MLflow, then the starts, then the rebuilds). The machine was shared with
-other work: load average {ctx.load}, so absolute times are noisy; the ratios less so.
+(cold builds alternating kiln/MLflow, then the container starts, then the rebuilds). The machine was
+shared with other work, load average {ctx.load}: absolute times are noisy, and both tools ran under
+the same conditions.
 
 {_table(r)}
 
 Each run: cold kiln {_runs(r.seconds(r.cold, "kiln"))}, cold MLflow {_runs(r.seconds(r.cold, "mlflow"))};
 rebuild kiln {_runs(r.seconds(r.rebuilds, "kiln"))}, rebuild MLflow {_runs(r.seconds(r.rebuilds, "mlflow"))};
 start kiln {_runs(r.start_seconds("kiln"))}, start MLflow {_runs(r.start_seconds("mlflow"))}.
-Image sizes are `docker image inspect --format '{{{{.Size}}}}'` (uncompressed, base included); the bases
-are {r.base_sizes["kiln"] / MB:.0f} MB (kiln's) and {r.base_sizes["mlflow"] / MB:.0f} MB (MLflow's).
-Before measuring, both images answered the model's `serving_input_example.json` on `/invocations` with
-200 and the same predictions: `{r.predictions}`.
 
-**What is measured.** Wall-clock time of the whole command, as a user runs it: host-side work (kiln:
-reading the model, probing the base, resolving the lock with uv, fetching wheels, building its own wheel,
-writing the context; MLflow: copying the model, writing its Dockerfile), the `docker build`, and writing the
-image into the engine's image store.
+Image sizes are `docker image inspect --format '{{{{.Size}}}}'` (uncompressed, base included); the
+bases are {r.base_sizes["kiln"] / MB:.0f} MB (kiln's) and {r.base_sizes["mlflow"] / MB:.0f} MB (MLflow's).
+Layers of 1 MB or more above the base:
+kiln {_layers(r.layers["kiln"])};
+MLflow {_layers(r.layers["mlflow"])}.
 
-- **Cold**: kiln with a fresh `KILN_CACHE_DIR`, `UV_CACHE_DIR` and `PIP_CACHE_DIR` (lock resolved, every
-  wheel downloaded), `--no-cache`, and BuildKit's cache mounts (apt's) pruned first
-  (`docker builder prune --filter type=exec.cachemount`). MLflow's build has no `--no-cache`; its base is
-  re-tagged before every cold build to a new image id (the stand-in plus a one-off label), so no step can
-  come from the layer cache; its `pip install`s run in the build without a pip cache anyway. The logs
-  were checked: no step but `FROM` was cached in any cold build. Not included: the base images (present
-  locally for both, nothing pulled), installing kiln and MLflow themselves on the host.
+Before measuring, both images answered the model's `serving_input_example.json` on `/invocations`
+with 200 and the same predictions: `{r.predictions}`.
+
+**What is measured.** Wall-clock time of the whole command, as a user runs it: the host-side work
+(kiln: reading the model, probing the base, resolving the lock with uv, fetching wheels, building its
+own wheel, writing the context; MLflow: copying the model, writing its Dockerfile), the `docker build`,
+and writing the image into the engine's image store.
+
+- **Cold**: kiln with a fresh `KILN_CACHE_DIR`, `UV_CACHE_DIR` and `PIP_CACHE_DIR` (lock resolved,
+  every wheel downloaded), `--no-cache`, and BuildKit's cache mounts (apt's) pruned first
+  (`docker builder prune --filter type=exec.cachemount`). `mlflow models build-docker` has no
+  `--no-cache`; its base is re-tagged before every cold build to a new image (the stand-in plus a
+  one-off 33-byte file: new layer contents, since BuildKit keys a base by its layers, not its labels),
+  so no step can come from the layer cache; its `pip install`s run inside the build with no pip cache
+  anyway. The build logs were checked: no step but `FROM` was cached in any cold build. Not included:
+  the base images (present locally for both, nothing pulled), installing kiln and MLflow on the host.
   Package sources: MLflow's in-image pip and kiln's host-side pip/uv both fetch from {sources}.
-- **Rebuild after a model-only change**: `model.skops` overwritten with a LogisticRegression trained with
-  another `C` (a new one for each rebuild; `MLmodel`, requirements and environment unchanged), then the same
-  build command again without `--no-cache`, kiln with the caches of its last cold build. Steps each rebuild
-  ran (everything else cached): kiln {_steps(kiln_rebuilt)}; MLflow {_steps(mlflow_rebuilt)}.
-- **Start**: `docker run -d -p 127.0.0.1:PORT:8080 IMAGE` until `GET /ping` answers 200 (polled every
-  50 ms), each image with its defaults (workers = CPUs for both), container removed after each start.
+- **Rebuild after a model-only change**: `model.skops` overwritten with a LogisticRegression trained
+  with another `C` (a new one for each rebuild; `MLmodel`, requirements and environment unchanged),
+  then the same build command again without `--no-cache`, kiln with the caches of its last cold build.
+  Steps the rebuilds ran (all others cached): kiln {_steps(kiln_rebuilt)}; MLflow {_steps(mlflow_rebuilt)}.
+- **Start**: `docker run -d -p 127.0.0.1:PORT:8080 IMAGE` until `GET /ping` answers 200 (polled
+  every 50 ms), each image with its defaults (workers = CPUs for both), the container removed after
+  each start.
 
-**Base images.** No registry is reachable here, so neither build pulls. kiln builds with `--base-image
-{opts.base_image}` (Debian bookworm + Debian's python3 3.11, made by `scripts/make-base-image.sh`).
-MLflow's `build-docker` has no base-image option and asks for `{ctx.mlflow_from}` (from the model's
-`python_env.yaml`); the benchmark tags a stand-in under that name for the duration of the run (only
-if no real image has it; removed afterwards), made from the same `{opts.base_image}` plus what MLflow's
-Dockerfile needs from a real `python:3.11-slim`: Debian's `python3-pip` (pip, setuptools, wheel), no
-`EXTERNALLY-MANAGED` marker, and this host's CA bundle (`/etc/ssl/certs/ca-certificates.crt`, with
-`PIP_CERT` and `REQUESTS_CA_BUNDLE`) so its in-image `pip install` can reach PyPI through the
-TLS-intercepting proxy. The two bases differ only by that pip and CA bundle. MLflow's default
-`virtualenv` env manager (`ubuntu:24.04`, pyenv and Python from GitHub) cannot work without GitHub
-and is slower; `--env-manager local` on a slim Python base is MLflow's fastest path, measured here.
+**Base images.** No registry is reachable here, so neither build pulls anything. kiln builds with
+`--base-image {opts.base_image}` (Debian bookworm + Debian's python3 3.11, made by
+`scripts/make-base-image.sh`). MLflow's `build-docker` has no base-image option and asks for
+`{ctx.mlflow_from}` (the Python version in the model's `python_env.yaml`); the benchmark tags a
+stand-in under that name for the duration of the run (only if no real image has that name; removed
+afterwards), made from the same `{opts.base_image}` plus what MLflow's Dockerfile needs from a real
+`python:3.11-slim`: Debian's `python3-pip` (pip, setuptools, wheel), no `EXTERNALLY-MANAGED` marker,
+and this host's CA bundle (`/etc/ssl/certs/ca-certificates.crt`, with `PIP_CERT` and
+`REQUESTS_CA_BUNDLE`) so that its in-image `pip install` reaches PyPI through the TLS-intercepting
+proxy. The two bases differ only by that pip and CA bundle (and the nonce file). MLflow's default
+`virtualenv` env manager (`ubuntu:24.04`, pyenv and Python fetched from GitHub) cannot work without
+GitHub; `--env-manager local` on a slim Python base is MLflow's leanest path, and the one measured.
 
 **Builders.** kiln: {kiln_cold.steps.builder} (`{ctx.docker_binary}`, chosen by kiln's own detection
-and pinned with `KILN_DOCKER`/`KILN_BUILDKIT` for every build). MLflow: {mlflow_cold.steps.builder} (the same
-client first on `PATH` with `DOCKER_BUILDKIT={"1" if ctx.buildkit else "0"}`, as seen in its
-build log; MLflow itself runs `docker build -t NAME -f Dockerfile --platform linux/amd64 .`).
+and pinned with `KILN_DOCKER`/`KILN_BUILDKIT` for every build). MLflow: {mlflow_cold.steps.builder}
+(the same client first on `PATH`, `DOCKER_BUILDKIT={"1" if ctx.buildkit else "0"}`; builder read from
+its build log). MLflow itself runs `docker build -t NAME -f Dockerfile --platform linux/amd64 .`.
 
 MLflow's generated Dockerfile (`mlflow models generate-dockerfile -m MODEL --env-manager local`),
 instructions only:
@@ -358,13 +399,17 @@ instructions only:
 {mlflow_dockerfile}
 ```
 
-kiln's steps in its cold build: {_steps(kiln_cold.steps.run)}. (Its Dockerfile is described in
-[building.md](building.md).)
+kiln's Dockerfile steps in its cold build (FROM lines left out; the Dockerfile is described in
+[building.md](building.md)):
+
+```
+{kiln_steps}
+```
 
 Commands (`MODEL` the saved fixture, `NAME` a fresh tag per build):
 
 ```bash
-# kiln (from a frozen copy of src/kiln at git {ctx.kiln_commit}); cold adds --no-cache and fresh caches
+# kiln, run from a frozen copy of src/kiln at git {ctx.kiln_commit}; cold adds --no-cache and fresh caches
 python -m kiln build -m MODEL -n NAME --base-image {opts.base_image} [--no-cache]
 # MLflow {servers.MLFLOW_VERSION}, from its own venv ({ctx.mlflow_venv})
 mlflow models build-docker -m MODEL -n NAME --env-manager local
@@ -429,6 +474,10 @@ def _measure(
     mlflow_image = next(b.image for b in reversed(cold) if b.tool == "mlflow")
     sizes = {"kiln": docker.size(kiln_image), "mlflow": docker.size(mlflow_image)}
     base_sizes = {"kiln": docker.size(opts.base_image), "mlflow": docker.size(mlflow_from)}
+    layers = {
+        "kiln": docker.layers_above(kiln_image, opts.base_image),
+        "mlflow": docker.layers_above(mlflow_image, mlflow_from),
+    }
     print(
         f"bench: image sizes kiln {sizes['kiln'] / MB:.0f} MB, MLflow {sizes['mlflow'] / MB:.0f} MB",
         flush=True,
@@ -457,7 +506,7 @@ def _measure(
             for old in previous[-1:]:
                 docker.run("image", "rm", old, check=False)
 
-    return Results(cold, rebuilds, starts, sizes, base_sizes, predictions), loads
+    return Results(cold, rebuilds, starts, sizes, base_sizes, layers, predictions), loads
 
 
 def _git(*args: str) -> str:

@@ -80,6 +80,16 @@ class Docker:
         """``docker image inspect --format '{{.Size}}'``: bytes of all the image's layers."""
         return int(self.run("image", "inspect", "--format", "{{.Size}}", ref))
 
+    def layers_above(self, ref: str, base: str) -> list[tuple[int, str]]:
+        """``(bytes, created by)`` of the layers ``ref`` adds to ``base``, newest first."""
+        mine, theirs = self._history(ref), self._history(base)
+        return mine[: len(mine) - len(theirs)]
+
+    def _history(self, ref: str) -> list[tuple[int, str]]:
+        out = self.run("history", "--no-trunc", "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}", ref)
+        rows = [line.partition("\t") for line in out.splitlines() if line.strip()]
+        return [(int(size), created.strip()) for size, _tab, created in rows]
+
     def versions(self) -> str:
         return self.run("version", "--format", "client {{.Client.Version}}, engine {{.Server.Version}}")
 
