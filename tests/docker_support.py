@@ -49,3 +49,38 @@ def image_names(docker_builder: DockerBuilder) -> Iterator[list[str]]:
 
 def unique_tag(prefix: str = "kiln-test/t") -> str:
     return f"{prefix}:{uuid.uuid4().hex[:10]}"
+
+
+def assert_not_in_image(builder: DockerBuilder, tag: str, needle: str, workdir: Path) -> int:
+    """``needle`` is in no file or file name of any layer of ``tag``, nor its config or history.
+
+    Returns how many layers were scanned (``docker save`` and every layer tar read whole).
+    """
+    import tarfile
+
+    archive = workdir / f"saved-{uuid.uuid4().hex[:8]}.tar"
+    saved = builder.cli.run(["save", "--output", str(archive), tag], timeout=600)
+    assert saved.returncode == 0, saved.stderr
+    secret = needle.encode()
+    scanned = 0
+    try:
+        with tarfile.open(archive) as outer:
+            for member in outer.getmembers():
+                handle = outer.extractfile(member) if member.isfile() else None
+                if handle is None:
+                    continue
+                if not member.name.endswith("layer.tar"):
+                    assert secret not in handle.read(), f"{needle!r} in {member.name}"
+                    continue
+                with tarfile.open(fileobj=handle) as layer:
+                    for entry in layer.getmembers():
+                        assert secret not in entry.name.encode(), f"{needle!r} in the name {entry.name}"
+                        content = layer.extractfile(entry) if entry.isfile() else None
+                        if content is not None:
+                            assert secret not in content.read(), f"{needle!r} in {member.name}:{entry.name}"
+                scanned += 1
+    finally:
+        archive.unlink(missing_ok=True)
+    history = builder.cli.run(["history", "--no-trunc", tag]).stdout
+    assert needle not in history
+    return scanned

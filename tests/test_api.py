@@ -42,7 +42,6 @@ def test_the_runtime_does_not_import_the_builder() -> None:
         ),
         ({"name": "ok", "env_from": "/tmp", "model_uri": "/tmp"}, "pass either -m MODEL or --env-from"),
         ({"name": "ok", "smoke_test": True}, "--smoke-test needs a model"),
-        ({"name": "ok", "model_uri": "runs:/abc/model"}, "is not a local directory"),
     ],
 )
 def test_bad_options_fail_before_any_work(kwargs: dict[str, object], message: str) -> None:

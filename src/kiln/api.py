@@ -29,8 +29,8 @@ from kiln.image.context import write_context
 from kiln.image.interpreter import fetch_python
 from kiln.image.probe import BaseImageInfo, assumed_python_slim
 from kiln.image.spec import ImageOptions, ImageSpec, build_image_spec
-from kiln.model.info import ModelInfo, read_model_info
-from kiln.model.uri import local_model_path, scheme_of
+from kiln.model.info import ModelInfo
+from kiln.model.inputs import BuildInputs, build_inputs
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ class BuildResult:
     smoke: SmokeResult | None = None
 
 
-@dataclass(frozen=True)
-class _Inputs:
-    model: ModelInfo | None
-    env_from: ModelInfo | None
-    model_uri: str | None
-    requirements: tuple[Path, ...]
-
-
 def build(
     model_uri: str | Path | None = None,
     *,
@@ -74,6 +66,8 @@ def build(
     build_args: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     smoke_test: bool = False,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
     progress: Progress | None = None,
     builder: str = "docker",
 ) -> BuildResult:
@@ -86,38 +80,46 @@ def build(
     ok = False
     try:
         _check_name(name)
-        inputs = _inputs(model_uri, env_manager, requirements, env_from)
-        if smoke_test and inputs.model is None and inputs.env_from is None:
-            raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
-        progress.phase("connecting to Docker")
-        engine = get_builder(builder)
-        with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
-            work = Path(tmp)
-            spec, env = _prepare(
-                inputs,
-                engine=engine,
-                env_manager=env_manager,
-                base_image=base_image,
-                install_java=install_java,
-                install_mlflow=install_mlflow,
-                mlflow_home=mlflow_home,
-                platform=platform,
-                labels=labels,
-                buildkit=engine.buildkit,
-                work=work,
-                context=work / "context",
-                progress=progress,
-            )
-            progress.phase(f"building image {name}")
-            request = BuildRequest(
-                context=work / "context",
-                tag=name,
-                no_cache=no_cache,
-                platform=platform,
-                build_args=tuple((build_args or {}).items()),
-            )
-            image = engine.build(request, progress)
-        smoke = _smoke(engine, image, inputs, progress) if smoke_test else None
+        resolving = build_inputs(
+            model_uri,
+            env_manager=env_manager,
+            requirements=requirements,
+            env_from=env_from,
+            tracking_uri=tracking_uri,
+            registry_uri=registry_uri,
+        )
+        with resolving as inputs:
+            if smoke_test and inputs.model is None and inputs.env_from is None:
+                raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
+            progress.phase("connecting to Docker")
+            engine = get_builder(builder)
+            with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
+                work = Path(tmp)
+                spec, env = _prepare(
+                    inputs,
+                    engine=engine,
+                    env_manager=env_manager,
+                    base_image=base_image,
+                    install_java=install_java,
+                    install_mlflow=install_mlflow,
+                    mlflow_home=mlflow_home,
+                    platform=platform,
+                    labels=labels,
+                    buildkit=engine.buildkit,
+                    work=work,
+                    context=work / "context",
+                    progress=progress,
+                )
+                progress.phase(f"building image {name}")
+                request = BuildRequest(
+                    context=work / "context",
+                    tag=name,
+                    no_cache=no_cache,
+                    platform=platform,
+                    build_args=tuple((build_args or {}).items()),
+                )
+                image = engine.build(request, progress)
+            smoke = _smoke(engine, image, inputs, progress) if smoke_test else None
         ok = True
         return BuildResult(image=image, spec=spec, notes=env.notes, smoke=smoke)
     finally:
@@ -138,6 +140,8 @@ def generate_dockerfile(
     platform: str | None = None,
     labels: Mapping[str, str] | None = None,
     buildkit: bool = False,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
     progress: Progress | None = None,
     builder: str = "docker",
 ) -> Path:
@@ -151,15 +155,22 @@ def generate_dockerfile(
     progress = progress or LogProgress()
     ok = False
     try:
-        inputs = _inputs(model_uri, env_manager, requirements, env_from)
-        output = Path(output_directory).absolute()
-        progress.phase("connecting to Docker")
-        try:
-            engine: Builder | None = get_builder(builder)
-        except DockerUnavailableError as exc:
-            engine = None
-            log.warning("%s; the base image cannot be inspected", exc.message)
-        with tempfile.TemporaryDirectory(prefix="kiln-generate-") as tmp:
+        resolving = build_inputs(
+            model_uri,
+            env_manager=env_manager,
+            requirements=requirements,
+            env_from=env_from,
+            tracking_uri=tracking_uri,
+            registry_uri=registry_uri,
+        )
+        with resolving as inputs, tempfile.TemporaryDirectory(prefix="kiln-generate-") as tmp:
+            output = Path(output_directory).absolute()
+            progress.phase("connecting to Docker")
+            try:
+                engine: Builder | None = get_builder(builder)
+            except DockerUnavailableError as exc:
+                engine = None
+                log.warning("%s; the base image cannot be inspected", exc.message)
             _spec, env = _prepare(
                 inputs,
                 engine=engine,
@@ -185,7 +196,7 @@ def generate_dockerfile(
 
 
 def _prepare(
-    inputs: _Inputs,
+    inputs: BuildInputs,
     *,
     engine: Builder | None,
     env_manager: contract.EnvManager,
@@ -229,7 +240,8 @@ def _prepare(
         install_java=install_java,
         buildkit=buildkit,
         model_uri=inputs.model_uri,
-        labels=tuple((labels or {}).items()),
+        # What the URI resolved to (run, registered version), then the user's own labels.
+        labels=(*inputs.model_labels, *(labels or {}).items()),
     )
     spec = build_image_spec(inputs.model, env, base, plan, options)
     progress.phase("writing the build context")
@@ -241,7 +253,7 @@ def _prepare(
 
 
 def _resolve(
-    inputs: _Inputs,
+    inputs: BuildInputs,
     env_model: ModelInfo | None,
     env_manager: contract.EnvManager,
     plan: PythonPlan,
@@ -312,45 +324,6 @@ def _describe_base(base: BaseImageInfo, plan: PythonPlan) -> str:
     return f"{base.image}: {found}{', ' + extras if extras else ''}; environment Python {plan.version}: {how}"
 
 
-def _inputs(
-    model_uri: str | Path | None,
-    env_manager: str,
-    requirements: Sequence[str | Path],
-    env_from: str | Path | None,
-) -> _Inputs:
-    if env_manager not in contract.ENV_MANAGERS:
-        raise UsageError(
-            f"unknown env manager {env_manager!r} (expected one of {', '.join(contract.ENV_MANAGERS)})"
-        )
-    files = tuple(Path(p).absolute() for p in requirements)
-    for path in files:
-        if not path.is_file():
-            raise UsageError(f"requirements file {str(path)!r} does not exist")
-    if model_uri is not None and env_from is not None:
-        raise UsageError(
-            "--env-from is for model-agnostic images: pass either -m MODEL or --env-from, not both"
-        )
-    model = _local_model(str(model_uri)) if model_uri is not None else None
-    env_model = _local_model(str(env_from)) if env_from is not None else None
-    if model is None and env_model is None and not files and env_manager != "conda":
-        log.info("model-agnostic image without --requirements or --env-from: kiln's runtime only")
-    shown = str(model.path) if model is not None and scheme_of(str(model_uri)) == "" else model_uri
-    return _Inputs(
-        model=model, env_from=env_model, model_uri=str(shown) if shown else None, requirements=files
-    )
-
-
-def _local_model(uri: str) -> ModelInfo:
-    path = local_model_path(uri)
-    if path is None:
-        raise UsageError(
-            f"model URI {uri!r} is not a local directory; this kiln builds from local model directories "
-            "(a path or file:// URI)",
-            hint="download the model first, e.g. 'mlflow artifacts download -u URI -d DIR', then pass -m DIR",
-        )
-    return read_model_info(path)
-
-
 def _check_name(name: str) -> None:
     if not name or not _TAG.match(name) or len(name) > 255:
         raise UsageError(
@@ -359,7 +332,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def _smoke(engine: Builder, image: BuiltImage, inputs: _Inputs, progress: Progress) -> SmokeResult:
+def _smoke(engine: Builder, image: BuiltImage, inputs: BuildInputs, progress: Progress) -> SmokeResult:
     from kiln.backends.docker import DockerBuilder
     from kiln.backends.smoke import smoke_test
 

@@ -22,9 +22,22 @@ def _shared_options(func: F) -> F:
         click.option(
             "-m",
             "--model-uri",
-            metavar="MODEL",
-            help="The MLflow model to package: a local directory or file:// URI. "
+            metavar="MODEL_URI",
+            help="The MLflow model to package: a local directory, file://, runs:/RUN/PATH, "
+            "models:/NAME/VERSION, models:/NAME@ALIAS, mlflow-artifacts:/... "
             "Without it the image is model-agnostic: mount a model at " + contract.MODEL_DIR + ".",
+        ),
+        click.option(
+            "--tracking-uri",
+            metavar="URI",
+            help="MLflow tracking server for runs:/ and models:/ URIs [default: $MLFLOW_TRACKING_URI]. "
+            "Credentials are used on this machine only, never put in the image.",
+        ),
+        click.option(
+            "--registry-uri",
+            metavar="URI",
+            help="MLflow model registry, when it differs from the tracking server "
+            "[default: $MLFLOW_REGISTRY_URI].",
         ),
         click.option(
             "--env-manager",
@@ -69,9 +82,8 @@ def _shared_options(func: F) -> F:
         ),
         click.option(
             "--env-from",
-            type=click.Path(exists=True, file_okay=False),
-            metavar="MODEL_DIR",
-            help="Model-agnostic image: use the environment of this model directory.",
+            metavar="MODEL_URI",
+            help="Model-agnostic image: use the environment of this model (a directory or any -m URI).",
         ),
         click.option(
             "--platform",
