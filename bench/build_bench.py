@@ -43,6 +43,8 @@ SECTION = "build_bench"
 SCENARIO = "sklearn_iris"
 KILN_BASE = "kiln-test/python:3.11-slim"
 MB = 1_000_000
+MLFLOW_FIRST_STEP = "99-mlflow-timeouts"
+"""In the first step of MLflow's generated Dockerfile (and in no other Dockerfile here)."""
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -105,12 +107,13 @@ def _retrain(model: Path, c: float, scratch: Path) -> None:
         raise SystemExit(f"bench: retraining with C={c} left {weights} unchanged")
 
 
-def _snapshot_kiln(dest: Path, source: str) -> Path:
-    """A frozen copy of the ``kiln`` package to run: the tree may change while we measure."""
+def _snapshot_kiln(dest: Path, source: str) -> tuple[Path, str]:
+    """A frozen copy of the ``kiln`` package to run (the tree may change while we measure), and its commit."""
     dest.mkdir(parents=True)
+    commit = _git("rev-parse", "--short", "HEAD")
     if source == "head":
         archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "HEAD", "src/kiln"], capture_output=True, check=True
+            ["git", "-C", str(REPO), "archive", commit, "src/kiln"], capture_output=True, check=True
         )
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     else:
@@ -124,7 +127,7 @@ def _snapshot_kiln(dest: Path, source: str) -> Path:
     ).stdout.strip()  # fmt: skip
     if not found.startswith(str(root)):
         raise SystemExit(f"bench: PYTHONPATH={root} still imports kiln from {found}")
-    return root
+    return root, commit if source == "head" else f"{commit} + the work tree's changes"
 
 
 def _mlflow_dockerfile(venv: Path, model: Path, out: Path) -> str:
@@ -329,7 +332,9 @@ Re-run (needs Docker, `kiln-test/python:3.11-slim` or debootstrap to make it, Py
 ```
 
 It keeps `.cache/bench/mlflow-venv` and the MLflow base stand-in (`kiln-bench/mlflow-base:*`) for the
-next run and removes every container and built image; each run's numbers also go to
+next run; it removes every container and image it made and the BuildKit cache of MLflow's builds
+(never reusable: each starts from a one-off base). kiln's cold builds leave their BuildKit cache, as
+any kiln build does (`docker builder prune` reclaims it). Each run's numbers also go to
 `.cache/bench/build_bench-*.json`.
 
 Measured {dt.date.today().isoformat()} by `bench/build_bench.py`, both tools side by side in one run
@@ -443,10 +448,10 @@ def _measure(
     venv: Path,
     run_id: str,
     mlflow_from: str,
+    snapshot: Path,
 ) -> tuple[Results, list[float]]:
     logs = work / "logs"
     logs.mkdir()
-    snapshot = _snapshot_kiln(work / "snapshot", opts.kiln_source)
     mlflow_base = images.mlflow_base(docker, opts.base_image)
     kiln = builds.KilnBuilder(sys.executable, snapshot, opts.base_image, docker, opts.host_pip_config)
     mlflow = builds.MlflowBuilder(venv, builds.make_shim(work / "shim", docker.binary), docker)
@@ -531,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         venv = servers.ensure_mlflow_venv(opts.mlflow_venv, model / "requirements.txt")
         dockerfile = _mlflow_dockerfile(venv, model, work / "mlflow-dockerfile")
         mlflow_from = _from_image(dockerfile)
-        results, loads = _measure(opts, work, docker, model, venv, run_id, mlflow_from)
+        snapshot, kiln_commit = _snapshot_kiln(work / "snapshot", opts.kiln_source)
+        results, loads = _measure(opts, work, docker, model, venv, run_id, mlflow_from, snapshot)
         ctx = Context(
             load=f"{loads[0]:.2f} before, {loads[-1]:.2f} after, "
             f"{min(loads):.2f}-{max(loads):.2f} during (1 min)",
@@ -539,8 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             mlflow_instructions=tuple(_instructions(dockerfile)),
             docker_binary=docker.binary,
             buildkit=docker.buildkit,
-            kiln_commit=_git("rev-parse", "--short", "HEAD")
-            + (" + work tree" if opts.kiln_source == "worktree" else ""),
+            kiln_commit=kiln_commit,
             mlflow_venv=os.path.relpath(venv, REPO),
             machine=_machine(docker),
         )
@@ -560,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
         if mlflow_from:  # our stand-in tag goes first, then the images it pointed at
             images.untag_stand_in(docker, mlflow_from)
         docker.cleanup()
+        # MLflow's cold builds start from one-off bases: their BuildKit cache is never reused.
+        pruned = docker.prune_build_cache_below(MLFLOW_FIRST_STEP)
+        print(f"bench: removed {pruned} build cache records of MLflow's builds", flush=True)
         if opts.keep:
             print(f"bench: work dir kept: {work}")
         else:

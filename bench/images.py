@@ -109,6 +109,41 @@ class Docker:
         if self.buildkit:
             self.run("builder", "prune", "--force", "--filter", "type=exec.cachemount")
 
+    def prune_build_cache_below(self, marker: str) -> int:
+        """Prune the BuildKit cache records of steps at or after one whose description has ``marker``.
+
+        MLflow's cold builds start from a one-off base, so their cache records can never be
+        reused; left alone they would pile up (about 2 GB per cold build). Only those chains
+        are removed, nobody else's cache: one record per ``docker builder prune --filter id=``
+        (several id filters match nothing), leaves first (a record with children stays).
+        Returns how many records went.
+        """
+        if not self.buildkit:
+            return 0
+        removed = 0
+        for _ in range(100):
+            records = json.loads(self.run("system", "df", "-v", "--format", "{{json .BuildCache}}") or "[]")
+            children: dict[str, list[str]] = {}
+            for record in records:
+                children.setdefault(record.get("Parent") or "", []).append(record["ID"])
+            todo = [r["ID"] for r in records if marker in (r.get("Description") or "")]
+            doomed: set[str] = set()
+            while todo:
+                record_id = todo.pop()
+                if record_id not in doomed:
+                    doomed.add(record_id)
+                    todo.extend(children.get(record_id, ()))
+            leaves = sorted(record_id for record_id in doomed if not children.get(record_id))
+            if not leaves:
+                break
+            before = removed
+            for leaf in leaves:
+                out = self.run("builder", "prune", "--force", "--filter", f"id={leaf}", check=False)
+                removed += int(leaf in out)
+            if removed == before:  # in use, or not ours to prune: stop rather than spin
+                break
+        return removed
+
     def remove_container(self, name: str) -> None:
         self.run("rm", "--force", "--volumes", name, check=False)
         if name in self.containers:
