@@ -117,4 +117,4 @@ def test_kiln_serve_missing_model_dir(tmp_path: Path) -> None:
         _kiln("serve", "-m", str(missing), "--disable-nginx"), env=_env(), capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert f"Error: model directory '{missing}' does not exist" in result.stderr
+    assert f"Error: model path '{missing}' does not exist" in result.stderr

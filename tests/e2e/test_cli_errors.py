@@ -29,7 +29,7 @@ def _assert_user_error(result: object, *fragments: str) -> str:
 def test_missing_model_directory(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     result = kiln("build", "-m", str(missing), "-n", "kiln-e2e/never:1")
-    _assert_user_error(result, f"model directory '{missing}' does not exist")
+    _assert_user_error(result, f"model path '{missing}' does not exist")
 
 
 def test_not_a_pyfunc_model(model_dir: Callable[[str], Path]) -> None:

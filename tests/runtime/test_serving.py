@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def test_access_log_on_stdout_without_health_probes(
 ) -> None:
     iris_runtime.get("/ping")
     iris_runtime.post("/invocations", iris_request(model_dir("sklearn_iris")), content_type="text/plain")
+    # nginx buffers its access log and flushes it at least once a second.
+    deadline = time.monotonic() + 10
+    while '"POST /invocations HTTP/1.1" 415' not in iris_runtime.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
     output = iris_runtime.output()
     assert '"POST /invocations HTTP/1.1" 415' in output
     assert '"GET /ping HTTP/1.1" 200' not in output
