@@ -77,12 +77,14 @@ def test_image_contents(docker_builder: DockerBuilder, iris_venv: Built) -> None
         "| grep -c -i -e '^kiln$' -e '^sklearn$'); "
         "echo system-sklearn:$(ls /usr/local/lib/python3.11 /usr/lib/python3/dist-packages 2>/dev/null "
         "| grep -c sklearn); "
-        "echo nginx:$(command -v nginx)"
+        "echo nginx:$(command -v nginx); "
+        "echo package-tests:$(find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' | wc -l)"
     )
     out = _sh(docker_builder, iris_venv.tag, script, "--user", "0")
     assert "found" not in out, out
     assert "venv:2" in out and "system-sklearn:0" in out and "nginx:/usr/sbin/nginx" in out
-    assert out.count("\n") == 3, f"unexpected files (apt lists, caches, build leftovers):\n{out}"
+    assert "package-tests:0" in out, out
+    assert out.count("\n") == 4, f"unexpected files (apt lists, caches, build leftovers):\n{out}"
 
 
 def test_model_is_root_owned_and_read_only_for_the_runtime_user(

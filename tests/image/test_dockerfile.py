@@ -25,6 +25,7 @@ def spec_for(
     buildkit: bool = True,
     base: BaseImageInfo | None = None,
     install_java: bool = False,
+    keep_package_tests: bool = False,
     labels: tuple[tuple[str, str], ...] = (),
 ) -> ImageSpec:
     base = base or python_slim()
@@ -33,6 +34,7 @@ def spec_for(
     options = ImageOptions(
         base_image=base.image,
         install_java=install_java,
+        keep_package_tests=keep_package_tests,
         buildkit=buildkit,
         model_uri=MODEL_URI if model is not None else None,
         labels=labels,
@@ -57,6 +59,14 @@ def test_install_java(make_env: MakeEnv, model: ModelInfo) -> None:
     text = render_dockerfile(spec_for(make_env, model, "virtualenv", install_java=True))
     check_golden("virtualenv-java.Dockerfile", text)
     assert "default-jre-headless" in text and "JAVA_HOME=/usr/lib/jvm/default-java" in text
+
+
+def test_package_tests_are_dropped_unless_kept(make_env: MakeEnv, model: ModelInfo) -> None:
+    prune = "find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +"
+    assert prune in render_dockerfile(spec_for(make_env, model, "virtualenv"))
+    kept = render_dockerfile(spec_for(make_env, model, "virtualenv", keep_package_tests=True))
+    assert "find " not in kept
+    assert "-r /tmp/kiln-build/requirements.lock\n" in kept
 
 
 def test_no_java_without_the_option(make_env: MakeEnv, model: ModelInfo) -> None:

@@ -62,6 +62,12 @@ def _shared_options(func: F) -> F:
             help="Install a Java runtime (Debian's default-jre-headless). Without it, no JDK/JRE.",
         ),
         click.option(
+            "--keep-package-tests",
+            is_flag=True,
+            help="Keep the test suites that packages ship (tests/ in site-packages; about 100 MB "
+            "for scikit-learn, scipy, numpy and pandas). kiln drops them by default.",
+        ),
+        click.option(
             "--install-mlflow",
             is_flag=True,
             help="Install MLflow even if the model's requirements do not name it.",

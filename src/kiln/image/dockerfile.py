@@ -58,7 +58,20 @@ def env_stage(spec: ImageSpec) -> str:
     else:
         inputs = [files.lock, files.wheelhouse, _installer_dir(spec)]
         caches = [UV_CACHE] if spec.env_manager == "uv" else []
-    return _render(f"env_{spec.env_manager}.j2", spec, **_inputs(spec, _present(inputs), caches))
+    return _render(
+        f"env_{spec.env_manager}.j2",
+        spec,
+        prune=_prune_tests(spec),
+        **_inputs(spec, _present(inputs), caches),
+    )
+
+
+def _prune_tests(spec: ImageSpec) -> str:
+    """A continuation of the env stage's RUN that drops the packages' own test suites."""
+    if not spec.prune_package_tests:
+        return ""
+    root = spec.prefix or LOCAL_STAGE
+    return f" \\\n && find {root} -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {{}} +"
 
 
 def kiln_stage(spec: ImageSpec) -> str:

@@ -12,7 +12,8 @@ USER root
 COPY kiln/conda.yaml /tmp/kiln-build/conda.yaml
 RUN micromamba create --yes --prefix /opt/kiln/conda-env --file /tmp/kiln-build/conda.yaml \
  && micromamba env export --prefix /opt/kiln/conda-env --explicit > /opt/kiln/conda.lock \
- && cp /tmp/kiln-build/conda.yaml /opt/kiln/conda.yaml
+ && cp /tmp/kiln-build/conda.yaml /opt/kiln/conda.yaml \
+ && find /opt/kiln/conda-env -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln

@@ -17,7 +17,8 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
  && uv pip install --python /opt/kiln/venv/bin/python \
       --offline --no-index --compile-bytecode \
       --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
-      -r /tmp/kiln-build/requirements.lock
+      -r /tmp/kiln-build/requirements.lock \
+ && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln

@@ -13,7 +13,8 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore \
       --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
-      -r /tmp/kiln-build/requirements.lock
+      -r /tmp/kiln-build/requirements.lock \
+ && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
