@@ -18,7 +18,7 @@ from pathlib import Path
 from kiln.env.tools import pip_command
 
 # uv settings that mean the user configured uv's indexes themselves.
-_UV_INDEX_SETTINGS = (
+UV_INDEX_SETTINGS = (
     "UV_INDEX",
     "UV_DEFAULT_INDEX",
     "UV_INDEX_URL",
@@ -63,7 +63,7 @@ class PipIndexes:
 
 def uv_configured(environ: Mapping[str, str]) -> bool:
     """Whether the user set up uv's indexes (then kiln leaves uv to its own settings)."""
-    if any(name in environ for name in _UV_INDEX_SETTINGS):
+    if any(name in environ for name in UV_INDEX_SETTINGS):
         return True
     xdg = environ.get("XDG_CONFIG_HOME")
     user = Path(xdg) if xdg else Path.home() / ".config"

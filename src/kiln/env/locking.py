@@ -33,12 +33,7 @@ from kiln.errors import DependencyError
 _LOCK_FORMAT = 1
 # Settings that change what uv resolves; their values (credentials removed) key the cache.
 _UV_SETTINGS = (
-    "UV_INDEX",
-    "UV_DEFAULT_INDEX",
-    "UV_INDEX_URL",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_NO_INDEX",
+    *indexes.UV_INDEX_SETTINGS,
     "UV_INDEX_STRATEGY",
     "UV_PRERELEASE",
     "UV_RESOLUTION",
@@ -46,7 +41,6 @@ _UV_SETTINGS = (
     "UV_CONSTRAINT",
     "UV_OVERRIDE",
     "UV_TORCH_BACKEND",
-    "UV_CONFIG_FILE",
     "UV_NO_CONFIG",
 )
 _YOU_REQUIRE = re.compile(r"you require (.+?)(?:, we can conclude|, and |\.(?:\s|$)|$)", re.MULTILINE)
