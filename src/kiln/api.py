@@ -9,6 +9,7 @@ Both take the same options as ``kiln build`` and ``kiln generate-dockerfile``::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -38,6 +39,36 @@ _TAG = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?$"
 )
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """The options ``build`` and ``generate_dockerfile`` share: what goes into the image."""
+
+    model_uri: str | Path | None
+    env_manager: contract.EnvManager
+    base_image: str | None
+    install_java: bool
+    keep_package_tests: bool
+    install_mlflow: bool
+    mlflow_home: str | Path | None
+    requirements: Sequence[str | Path]
+    env_from: str | Path | None
+    platform: str | None
+    labels: Mapping[str, str] | None
+    tracking_uri: str | None
+    registry_uri: str | None
+
+    def resolve(self) -> contextlib.AbstractContextManager[BuildInputs]:
+        """The model (downloaded when remote) and requirements, for the ``with`` block."""
+        return build_inputs(
+            self.model_uri,
+            env_manager=self.env_manager,
+            requirements=self.requirements,
+            env_from=self.env_from,
+            tracking_uri=self.tracking_uri,
+            registry_uri=self.registry_uri,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,19 +108,15 @@ def build(
     Raises a KilnError subclass for anything the user can fix: ModelError, DependencyError,
     BuildError (with the failing step's log tail), DockerUnavailableError.
     """
+    recipe = _Recipe(
+        model_uri, env_manager, base_image, install_java, keep_package_tests, install_mlflow,
+        mlflow_home, requirements, env_from, platform, labels, tracking_uri, registry_uri,
+    )  # fmt: skip
     progress = progress or LogProgress()
     ok = False
     try:
         _check_name(name)
-        resolving = build_inputs(
-            model_uri,
-            env_manager=env_manager,
-            requirements=requirements,
-            env_from=env_from,
-            tracking_uri=tracking_uri,
-            registry_uri=registry_uri,
-        )
-        with resolving as inputs:
+        with recipe.resolve() as inputs:
             if smoke_test and inputs.model is None and inputs.env_from is None:
                 raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
             progress.phase("connecting to Docker")
@@ -97,16 +124,9 @@ def build(
             with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
                 work = Path(tmp)
                 spec, env = _prepare(
+                    recipe,
                     inputs,
                     engine=engine,
-                    env_manager=env_manager,
-                    base_image=base_image,
-                    install_java=install_java,
-                    keep_package_tests=keep_package_tests,
-                    install_mlflow=install_mlflow,
-                    mlflow_home=mlflow_home,
-                    platform=platform,
-                    labels=labels,
                     buildkit=engine.buildkit,
                     work=work,
                     context=work / "context",
@@ -155,18 +175,14 @@ def generate_dockerfile(
     The base image is inspected with Docker when one answers; without Docker only the
     default ``python:X.Y-slim`` base can be assumed.
     """
+    recipe = _Recipe(
+        model_uri, env_manager, base_image, install_java, keep_package_tests, install_mlflow,
+        mlflow_home, requirements, env_from, platform, labels, tracking_uri, registry_uri,
+    )  # fmt: skip
     progress = progress or LogProgress()
     ok = False
     try:
-        resolving = build_inputs(
-            model_uri,
-            env_manager=env_manager,
-            requirements=requirements,
-            env_from=env_from,
-            tracking_uri=tracking_uri,
-            registry_uri=registry_uri,
-        )
-        with resolving as inputs, tempfile.TemporaryDirectory(prefix="kiln-generate-") as tmp:
+        with recipe.resolve() as inputs, tempfile.TemporaryDirectory(prefix="kiln-generate-") as tmp:
             output = Path(output_directory).absolute()
             progress.phase("connecting to Docker")
             try:
@@ -175,16 +191,9 @@ def generate_dockerfile(
                 engine = None
                 log.warning("%s; the base image cannot be inspected", exc.message)
             _spec, env = _prepare(
+                recipe,
                 inputs,
                 engine=engine,
-                env_manager=env_manager,
-                base_image=base_image,
-                install_java=install_java,
-                keep_package_tests=keep_package_tests,
-                install_mlflow=install_mlflow,
-                mlflow_home=mlflow_home,
-                platform=platform,
-                labels=labels,
                 buildkit=buildkit,
                 work=Path(tmp),
                 context=output,
@@ -200,17 +209,10 @@ def generate_dockerfile(
 
 
 def _prepare(
+    recipe: _Recipe,
     inputs: BuildInputs,
     *,
     engine: Builder | None,
-    env_manager: contract.EnvManager,
-    base_image: str | None,
-    install_java: bool,
-    keep_package_tests: bool,
-    install_mlflow: bool,
-    mlflow_home: str | Path | None,
-    platform: str | None,
-    labels: Mapping[str, str] | None,
     buildkit: bool,
     work: Path,
     context: Path,
@@ -218,9 +220,10 @@ def _prepare(
     may_assume: bool = False,
 ) -> tuple[ImageSpec, EnvSpec]:
     """Probe the base, plan the interpreter, resolve the environment, write the build context."""
+    env_manager, platform = recipe.env_manager, recipe.platform
     env_model = inputs.model or inputs.env_from
     requested = requested_python(env_model)
-    image = base_image or default_base_image(env_manager, requested)
+    image = recipe.base_image or default_base_image(env_manager, requested)
     progress.phase(f"inspecting base image {image}")
     base = _probe(engine, image, platform, env_manager, requested, may_assume=may_assume)
     plan = plan_python(env_manager, requested, base)
@@ -236,18 +239,19 @@ def _prepare(
         )
     progress.phase("resolving the Python environment")
     env = _resolve(
-        inputs, env_model, env_manager, plan, base, platform, install_mlflow, mlflow_home, work, progress
-    )
+        inputs, env_model, env_manager, plan, base, platform, recipe.install_mlflow, recipe.mlflow_home,
+        work, progress,
+    )  # fmt: skip
     for note in env.notes:
         progress.note(note)
     options = ImageOptions(
         base_image=image,
-        install_java=install_java,
-        keep_package_tests=keep_package_tests,
+        install_java=recipe.install_java,
+        keep_package_tests=recipe.keep_package_tests,
         buildkit=buildkit,
         model_uri=inputs.model_uri,
         # What the URI resolved to (run, registered version), then the user's own labels.
-        labels=(*inputs.model_labels, *(labels or {}).items()),
+        labels=(*inputs.model_labels, *(recipe.labels or {}).items()),
     )
     spec = build_image_spec(inputs.model, env, base, plan, options)
     progress.phase("writing the build context")
