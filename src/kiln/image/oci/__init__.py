@@ -1,0 +1,1 @@
+"""Daemonless OCI images: reproducible layers, config and manifest written in Python (``--backend oci``)."""
