@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -80,3 +80,34 @@ class Image:
     def blobs(self) -> tuple[Blob, ...]:
         """Every blob a registry needs before the manifest: layers (base first), then the config."""
         return (*self.layers, self.config)
+
+
+class BaseFiles(Protocol):
+    """Read-only view of a base image's merged filesystem (its layers applied in order, whiteouts honoured).
+
+    Paths are absolute POSIX paths inside the image (``/etc/os-release``). Implemented from
+    the base's layer tars; used to probe the base without running it, to resolve system
+    packages against its dpkg database, and to keep the base's modes on parent directories.
+    """
+
+    def read(self, path: str) -> bytes | None:
+        """The bytes of the regular file at ``path`` (symlinks followed inside the image), or None."""
+        ...
+
+    def entry(self, path: str) -> FileEntry | None:
+        """What is at ``path`` (not following a final symlink), or None when nothing is."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One path of a base image's filesystem, as its layer tar header gave it."""
+
+    path: str
+    kind: Literal["file", "dir", "symlink", "hardlink", "other"]
+    mode: int
+    """Permission bits including setuid/setgid/sticky (``0o1777`` for /tmp)."""
+    uid: int = 0
+    gid: int = 0
+    target: str | None = None
+    """Symlink or hardlink target."""
