@@ -10,6 +10,9 @@ The tree::
     ├── DependencyError            requirements cannot be read, resolved, locked or fetched
     ├── BuildError                 an image could not be built, run or inspected
     │   └── DockerUnavailableError no Docker engine answers (says how to start one)
+    ├── RegistryError              a registry refused or failed a pull or push (names the
+    │                              registry, repository, operation, HTTP status and the
+    │                              registry's error code; never a credential)
     ├── ServeError                 the runtime could not start or stopped abnormally
     └── ScoringError               a request to the scoring server failed; carries the HTTP
                                    status and the MLflow ``error_code`` for the JSON body
@@ -74,6 +77,31 @@ class BuildError(KilnError):
 
 class DockerUnavailableError(BuildError):
     """No Docker engine answers on the configured host."""
+
+
+class RegistryError(KilnError):
+    """A registry refused or failed an operation (pull, push, auth); says which and why.
+
+    ``status`` is the HTTP status when the registry answered (None for a connection or
+    protocol failure) and ``code`` the registry's own error code (``NAME_UNKNOWN``,
+    ``UNAUTHORIZED``, ...) when its body carried one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        registry: str | None = None,
+        repository: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.registry = registry
+        self.repository = repository
+        self.status = status
+        self.code = code
 
 
 class ServeError(KilnError):

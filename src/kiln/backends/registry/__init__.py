@@ -1,0 +1,51 @@
+"""The registry client: pull a base image's manifest and config, push an image, no daemon.
+
+The API the OCI writer uses::
+
+    parse_reference("127.0.0.1:5000/team/model:1") -> Reference
+        Docker's grammar; ``python:3.11-slim`` is ``registry-1.docker.io/library/python:3.11-slim``.
+        A bad reference raises UsageError saying what is expected.
+
+    fetch_base(reference, platform="linux/amd64") -> RemoteBase
+        Only the manifest(s) and the config are fetched. An index is resolved to the platform's
+        manifest; ``RemoteBase.reference`` is pinned to its digest; ``RemoteBase.layers`` are
+        ``Blob``s with ``path=None``, ``source="registry/repository"`` and ``diff_id`` from the config.
+
+    stream_layer(base, blob) -> Iterator[bytes]
+        The stored (compressed) bytes of one base layer, verified against its digest at the end.
+
+    push_image(image, "registry/repo:tag", progress=None, jobs=4) -> PushReport
+        Per blob, in parallel: HEAD (present: skipped), mount from ``blob.source`` when it is another
+        repository of the same registry, else upload ``blob.path`` (one PUT up to 8 MiB, PATCH chunks
+        with resume above). Then the manifest is PUT by digest, then by tag. ``PushReport.blobs``
+        says what happened to each blob and ``bytes_uploaded`` how much was sent.
+
+``RegistryClient`` is the v2 HTTP API of one registry underneath (manifests, blobs, mounts,
+uploads); ``auth`` reads Docker's credentials and answers Bearer/Basic challenges. Failures
+raise ``kiln.errors.RegistryError`` naming the registry, repository, operation, HTTP status and
+the registry's error code. See docs/registries.md for auth sources and insecure registries.
+"""
+
+from __future__ import annotations
+
+from kiln.backends.registry.auth import Credentials, load_credentials
+from kiln.backends.registry.client import INSECURE_ENV, Manifest, RegistryClient
+from kiln.backends.registry.pull import RemoteBase, fetch_base, stream_layer
+from kiln.backends.registry.push import PushedBlob, PushReport, push_image
+from kiln.backends.registry.reference import Reference, parse_reference
+
+__all__ = [
+    "INSECURE_ENV",
+    "Credentials",
+    "Manifest",
+    "PushReport",
+    "PushedBlob",
+    "Reference",
+    "RegistryClient",
+    "RemoteBase",
+    "fetch_base",
+    "load_credentials",
+    "parse_reference",
+    "push_image",
+    "stream_layer",
+]
