@@ -66,12 +66,24 @@ def env_stage(spec: ImageSpec) -> str:
     )
 
 
+PRUNED_DIR = "tests"
+PRUNED_UNDER = "/site-packages/"
+"""The prune rule: a directory named ``tests`` anywhere below a ``site-packages`` directory
+(``find -name tests -path '*/site-packages/*'``); ``is_pruned`` says the same for the OCI backend."""
+
+
+def is_pruned(path: str) -> bool:
+    """True for a directory (absolute image path) the env stage drops with the packages' tests."""
+    return path.rsplit("/", 1)[-1] == PRUNED_DIR and PRUNED_UNDER in path
+
+
 def _prune_tests(spec: ImageSpec) -> str:
     """A continuation of the env stage's RUN that drops the packages' own test suites."""
     if not spec.prune_package_tests:
         return ""
     root = spec.prefix or LOCAL_STAGE
-    return f" \\\n && find {root} -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {{}} +"
+    rule = f"-name {PRUNED_DIR} -path '*{PRUNED_UNDER}*'"
+    return f" \\\n && find {root} -type d {rule} -prune -exec rm -rf {{}} +"
 
 
 def kiln_stage(spec: ImageSpec) -> str:
