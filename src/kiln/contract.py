@@ -67,6 +67,8 @@ ENV_GRACE_PERIOD = ("KILN_GRACE_PERIOD",)
 ENV_METRICS = ("KILN_METRICS",)
 ENV_EXPOSE_TRACEBACKS = ("KILN_EXPOSE_TRACEBACKS",)
 ENV_LOG_LEVEL = ("KILN_LOG_LEVEL",)
+ENV_MAX_QUEUE = ("KILN_MAX_QUEUE",)
+"""Scoring requests one worker holds at once (being predicted or waiting); more get 503 at once."""
 ENV_INSTALL_MISSING = ("KILN_INSTALL_MISSING_REQUIREMENTS",)
 """Model-agnostic images: opt in to installing a mounted model's missing packages at start."""
 ENV_MODEL_AGNOSTIC = ("KILN_MODEL_AGNOSTIC",)
@@ -79,6 +81,8 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_GRACE_PERIOD = 25.0
 """Below Kubernetes' default 30 s termination grace; use ``docker stop -t 30``."""
+DEFAULT_MAX_QUEUE = 16
+"""Per worker; 0 turns the limit off. How it was chosen: docs/scoring.md, "Overload"."""
 
 # --- labels ------------------------------------------------------------------------------
 LABEL_PREFIX = "io.kiln"

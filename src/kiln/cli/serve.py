@@ -66,6 +66,13 @@ from kiln.runtime.settings import LOG_LEVELS, RuntimeSettings
     metavar="SECONDS",
     help=f"Time to finish in-flight requests on SIGTERM [default: {contract.DEFAULT_GRACE_PERIOD:g}].",
 )
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Scoring requests one worker holds at once (being predicted or waiting); more get an "
+    f"immediate 503 with Retry-After. 0: no limit [default: {contract.DEFAULT_MAX_QUEUE}].",
+)
 @click.option("--metrics/--no-metrics", default=None, help="Prometheus metrics on /metrics [default: on].")
 @click.option(
     "--expose-tracebacks",
@@ -94,6 +101,7 @@ def serve(
     request_timeout: float | None,
     max_body_size: str | None,
     grace_period: float | None,
+    max_queue: int | None,
     metrics: bool | None,
     expose_tracebacks: bool | None,
     log_level: str | None,
@@ -116,6 +124,7 @@ def serve(
         "disable_nginx": disable_nginx,
         "request_timeout": request_timeout,
         "grace_period": grace_period,
+        "max_queue": max_queue,
         "metrics": metrics,
         "expose_tracebacks": expose_tracebacks,
         "log_level": log_level,

@@ -30,6 +30,8 @@ class RuntimeSettings:
     disable_nginx: bool = False
     max_body_size: int = contract.DEFAULT_MAX_BODY_SIZE
     grace_period: float = contract.DEFAULT_GRACE_PERIOD
+    max_queue: int = contract.DEFAULT_MAX_QUEUE
+    """Scoring requests per worker, waiting or being predicted; more get 503 at once. 0: no limit."""
     metrics: bool = True
     expose_tracebacks: bool = False
     log_level: str = "info"
@@ -50,6 +52,7 @@ class RuntimeSettings:
         _read(values, environ, "disable_nginx", contract.ENV_DISABLE_NGINX, envvars.parse_bool)
         _read(values, environ, "max_body_size", contract.ENV_MAX_BODY_SIZE, envvars.parse_size)
         _read(values, environ, "grace_period", contract.ENV_GRACE_PERIOD, envvars.parse_seconds)
+        _read(values, environ, "max_queue", contract.ENV_MAX_QUEUE, _max_queue)
         _read(values, environ, "metrics", contract.ENV_METRICS, envvars.parse_bool)
         _read(values, environ, "expose_tracebacks", contract.ENV_EXPOSE_TRACEBACKS, envvars.parse_bool)
         _read(values, environ, "log_level", contract.ENV_LOG_LEVEL, _log_level)
@@ -69,6 +72,7 @@ class RuntimeSettings:
             contract.ENV_DISABLE_NGINX[0]: _flag(self.disable_nginx),
             contract.ENV_MAX_BODY_SIZE[0]: str(self.max_body_size),
             contract.ENV_GRACE_PERIOD[0]: repr(self.grace_period),
+            contract.ENV_MAX_QUEUE[0]: str(self.max_queue),
             contract.ENV_METRICS[0]: _flag(self.metrics),
             contract.ENV_EXPOSE_TRACEBACKS[0]: _flag(self.expose_tracebacks),
             contract.ENV_LOG_LEVEL[0]: self.log_level,
@@ -114,6 +118,10 @@ def _workers(name: str, value: str) -> int | None:
     if value.strip().lower() in ("", "auto"):
         return None
     return envvars.parse_int(name, value, minimum=1)
+
+
+def _max_queue(name: str, value: str) -> int:
+    return envvars.parse_int(name, value, minimum=0)
 
 
 def _log_level(name: str, value: str) -> str:

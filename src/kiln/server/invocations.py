@@ -20,6 +20,7 @@ from kiln.server.errors import (
     ScoringFailure,
     error_body,
 )
+from kiln.server.overload import RETRY_AFTER_HEADER, TEMPORARILY_UNAVAILABLE, QueueGate
 from kiln.server.state import ServerState
 from kiln.server.timeout import PredictTimeout
 
@@ -37,6 +38,7 @@ class Invocations:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.queue = QueueGate(state.settings.max_queue)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -47,20 +49,18 @@ class Invocations:
             logger.exception("unhandled error answering POST /invocations")
             status = 500
             payload = error_body(INTERNAL_ERROR, f"internal error in the scoring server: {exc!r}")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON_HEADER, (b"content-length", str(len(payload)).encode())],
-            }
-        )
+        headers = [_JSON_HEADER, (b"content-length", str(len(payload)).encode())]
+        if status == 503:
+            headers.append(RETRY_AFTER_HEADER)
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
         state = self.state
         lane = state.lane
         if lane is None:
-            return 503, error_body("TEMPORARILY_UNAVAILABLE", "the model is still loading")
+            return 503, error_body(TEMPORARILY_UNAVAILABLE, "the model is still loading")
         deadline = asyncio.get_running_loop().time() + lane.timeout
         content_type = length = None
         for name, value in scope["headers"]:
@@ -73,10 +73,14 @@ class Invocations:
             body = await read_body(receive, length, state.settings.max_body_size)
         except ScoringFailure as exc:
             return exc.status, error_body(exc.error_code, exc.message)
+        if not self.queue.enter():
+            return 503, self.queue.full_body()
         try:
             return await lane.run(functools.partial(state.score, body, kind), deadline=deadline)
         except PredictTimeout as exc:
             return 504, error_body(DEADLINE_EXCEEDED, str(exc))
+        finally:
+            self.queue.leave()
 
 
 class Dispatch:
