@@ -2,7 +2,8 @@
 
 It binds the workers' listening socket, starts nginx and the workers, logs ``ready``
 when the first worker has loaded the model, restarts workers that die (a crash loop
-stops everything), reaps every child (it is PID 1 in a container), and on SIGTERM or
+stops everything; a worker the kernel's OOM killer chose is reported as out of
+memory), reaps every child (it is PID 1 in a container), and on SIGTERM or
 SIGINT drains: nginx finishes in-flight requests (SIGQUIT), then the workers stop
 (SIGTERM), all within ``grace_period``; whatever is left then is killed.
 
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime import nginx, processes
+from kiln.runtime.memory import find_memory_cgroup
 from kiln.runtime.plan import Plan, bind_listener, check_port_free
 from kiln.runtime.processes import Child, describe_exit
 from kiln.runtime.signals import SignalPipe
@@ -71,6 +73,8 @@ class _Supervisor:
         self.exit_code = 0
         self.deadline = 0.0
         self.killed = False
+        self.memory = find_memory_cgroup()
+        self.oom_kills = self.memory.oom_kills()
 
     # --- the loop --------------------------------------------------------------------
     def run(self) -> int:
@@ -202,13 +206,16 @@ class _Supervisor:
     def _on_worker_exit(self, child: Child, code: int) -> None:
         if self.plan.settings.metrics:
             mark_worker_dead(child.pid)
-        if self.stopping:
+        out_of_memory = self._out_of_memory(code)
+        if self.stopping and not out_of_memory:
             logger.info("worker %d stopped (%s)", child.pid, describe_exit(code))
+        elif self.stopping:
+            logger.warning("worker %d %s while stopping", child.pid, out_of_memory)
         elif not self.served:
             logger.error(
-                "worker %d exited (%s) before the model was loaded: the model could not be loaded "
+                "worker %d %s before the model was loaded: the model could not be loaded "
                 "or the server could not start; its error is above. Stopping.",
-                child.pid, describe_exit(code),
+                child.pid, out_of_memory or f"exited ({describe_exit(code)})",
             )  # fmt: skip
             self._stop(1, graceful=False)
         elif child.ready and code == 0:
@@ -217,13 +224,30 @@ class _Supervisor:
             self._start_worker()
         elif self._crash_loop():
             logger.error(
-                "worker %d exited (%s): %d workers died within %g s, stopping instead of restarting",
-                child.pid, describe_exit(code), self.plan.crash_limit, self.plan.crash_window,
+                "worker %d %s: %d workers died within %g s, stopping instead of restarting",
+                child.pid, out_of_memory or f"exited ({describe_exit(code)})",
+                self.plan.crash_limit, self.plan.crash_window,
             )  # fmt: skip
             self._stop(1, graceful=False)
         else:
-            logger.warning("worker %d died (%s); starting a new one", child.pid, describe_exit(code))
+            logger.warning(
+                "worker %d %s; starting a new one",
+                child.pid,
+                out_of_memory or f"died ({describe_exit(code)})",
+            )
             self._start_worker()
+
+    def _out_of_memory(self, code: int) -> str:
+        """``was killed by SIGKILL, likely out of memory (...)`` when the cgroup's OOM-kill count rose."""
+        if code != -signal.SIGKILL:
+            return ""
+        before, self.oom_kills = self.oom_kills, self.memory.oom_kills()
+        if self.oom_kills is None or before is None or self.oom_kills <= before:
+            return ""
+        return (
+            f"was killed by SIGKILL, likely out of memory ({self.memory.describe_limit()}; "
+            "give the container more memory or run fewer workers with KILN_WORKERS)"
+        )
 
     def _crash_loop(self) -> bool:
         now = time.monotonic()
