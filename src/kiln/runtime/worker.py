@@ -102,13 +102,14 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
     """Run the scoring app on ``sock`` until SIGTERM, draining for up to ``grace_period``."""
     import uvicorn
 
+    from kiln.runtime.protocols import http_protocol
     from kiln.server.app import create_app
 
     behind_nginx = sock.family == socket.AF_UNIX
     config = uvicorn.Config(
         app=create_app(settings, on_ready=on_ready),
         loop="uvloop" if _installed("uvloop") else "asyncio",
-        http="httptools" if _installed("httptools") else "h11",
+        http=http_protocol("httptools" if _installed("httptools") else "h11"),
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(settings.grace_period),
         timeout_keep_alive=WORKER_KEEPALIVE_TIMEOUT,

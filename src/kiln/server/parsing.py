@@ -103,7 +103,13 @@ def decode_json(body: bytes) -> Any:
         pass
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise ScoringFailure(
+            "Invalid input. The JSON is nested more deeply than the server parses "
+            "(about 1000 levels of arrays and objects at most)",
+            error_code=BAD_REQUEST,
+        ) from None
+    except ValueError as exc:  # invalid JSON or UTF-8; an integer longer than Python converts
         shown = body[:200].decode("utf-8", "replace")
         raise ScoringFailure(
             f"Invalid input. Ensure that input is a valid JSON formatted string. Error: '{exc!r}'. "
