@@ -76,13 +76,18 @@ class Registry:
                 if not line.startswith("{"):
                     continue
                 entry = json.loads(line)
-                if entry.get("msg") != "response completed":
+                message = str(entry.get("msg", ""))
+                if message == "response completed":
+                    status = int(entry["http.response.status"])
+                elif message.startswith("error authorizing context"):
+                    status = 401  # the registry logs its auth refusals only this way
+                else:
                     continue
                 found.append(
                     LoggedRequest(
                         method=entry["http.request.method"],
                         uri=entry["http.request.uri"],
-                        status=int(entry["http.response.status"]),
+                        status=status,
                         written=int(entry.get("http.response.written", 0)),
                     )
                 )
@@ -176,12 +181,13 @@ def started_registry(
 
 
 def _wait_ready(registry: Registry, timeout: float) -> None:
+    def tail() -> str:
+        return registry.log.read_text()[-3000:]
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if registry.process.poll() is not None:
-            pytest.fail(
-                f"docker-registry exited with {registry.process.returncode}: {registry.log.read_text()[-3000:]}"
-            )
+            pytest.fail(f"docker-registry exited with {registry.process.returncode}: {tail()}")
         try:
             with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2):
                 return
@@ -189,9 +195,7 @@ def _wait_ready(registry: Registry, timeout: float) -> None:
             return  # 401: up, and asking for credentials
         except OSError:
             time.sleep(0.05)
-    pytest.fail(
-        f"docker-registry did not answer on {registry.url} within {timeout}s: {registry.log.read_text()[-3000:]}"
-    )
+    pytest.fail(f"docker-registry did not answer on {registry.url} within {timeout}s: {tail()}")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Registries for the registry client tests: plain, Basic (htpasswd), Bearer (a real token server), redirecting."""
+"""Registries for the client tests: plain, Basic (htpasswd), Bearer (a real token server), redirecting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.backends.registry.servers import StorageServer, TokenServer
 from tests.registry_support import Registry, htpasswd_auth, registry, started_registry  # noqa: F401
 

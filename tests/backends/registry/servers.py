@@ -54,7 +54,7 @@ def serving(handler: type[BaseHTTPRequestHandler], owner: object) -> Iterator[Th
 class _Quiet(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     @property

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.backends.registry.conftest import repo
+from tests.backends.registry.images import assemble, layer
+from tests.registry_support import Registry
 
 from kiln.backends.registry import RegistryClient, fetch_base, push_image
 from kiln.errors import RegistryError, UsageError
 from kiln.image.oci.types import Blob
-from tests.backends.registry.conftest import repo
-from tests.backends.registry.images import assemble, layer
-from tests.registry_support import Registry
 
 pytestmark = pytest.mark.usefixtures("no_docker_config")
 
@@ -111,7 +111,7 @@ def test_a_blob_without_file_or_source_is_refused_before_any_manifest(
 
 def test_a_reference_naming_another_digest_is_refused(registry: Registry, tmp_path: Path) -> None:
     image = assemble(tmp_path, [layer(tmp_path, {"f": b"1"})])
-    with pytest.raises(UsageError, match="names digest sha256:0{64}, but the image's manifest digest is"):
+    with pytest.raises(UsageError, match=r"names digest sha256:0{64}, but the image's manifest digest is"):
         push_image(image, f"{registry.host}/{repo()}@sha256:{'0' * 64}")
 
 

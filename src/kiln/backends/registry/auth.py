@@ -238,6 +238,20 @@ def parse_challenges(header: str) -> list[Challenge]:
     return challenges
 
 
+def _uncovered(asked: str | None, scopes: tuple[str, ...]) -> frozenset[str]:
+    """The scopes a challenge names that ``scopes`` do not already grant (``pull`` is in ``pull,push``)."""
+    have: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, _, actions = scope.rpartition(":")
+        have.setdefault(resource, set()).update(actions.split(","))
+    extra = set()
+    for scope in (asked or "").split():
+        resource, _, actions = scope.rpartition(":")
+        if not set(actions.split(",")) <= have.get(resource, set()):
+            extra.add(scope)
+    return frozenset(extra)
+
+
 class Authenticator:
     """Answers one registry's challenges; thread-safe (a push uploads blobs in parallel).
 
@@ -289,33 +303,49 @@ class Authenticator:
                 return f"Bearer {cached[0]}"
             return f"Bearer {self._fetch_token(self._bearer, key)}"
 
-    def challenged(self, response: httpx.Response, scopes: tuple[str, ...], sent: str | None) -> bool:
-        """React to a 401: True when a retry now carries new authorization worth trying."""
+    def learn(self, response: httpx.Response) -> None:
+        """Note the scheme a 401 (to ``GET /v2/``) asks for, so requests carry authorization at once."""
+        with self._lock:
+            self._learn_locked(response)
+
+    def _learn_locked(self, response: httpx.Response) -> Challenge | None:
         header = response.headers.get("www-authenticate", "")
         challenges = {c.scheme: c for c in parse_challenges(header)}
+        if "bearer" in challenges:
+            challenge = challenges["bearer"]
+            if not challenge.get("realm"):
+                raise RegistryError(
+                    f"registry {self.registry} asked for a Bearer token without naming a realm "
+                    f"(WWW-Authenticate: {header[:200]})",
+                    registry=self.registry,
+                    status=401,
+                )
+            self._bearer, self._basic = challenge, False
+            return challenge
+        if "basic" in challenges:
+            creds = self._credentials_locked()
+            self._basic = creds is not None and creds.basic() is not None
+            return challenges["basic"]
+        return None
+
+    def challenged(self, response: httpx.Response, scopes: tuple[str, ...], sent: str | None) -> bool:
+        """React to a 401: True when a retry now carries new authorization worth trying."""
         with self._lock:
-            if "bearer" in challenges:
-                challenge = challenges["bearer"]
-                if not challenge.get("realm"):
-                    raise RegistryError(
-                        f"registry {self.registry} asked for a Bearer token without naming a realm "
-                        f"(WWW-Authenticate: {header[:200]})",
-                        registry=self.registry,
-                        status=401,
-                    )
-                self._bearer = challenge
-                self._basic = False
-                key = frozenset(scopes) | frozenset((challenge.get("scope") or "").split())
-                key = frozenset(s for s in key if s)
-                token = self._fetch_token(challenge, key)
-                self._tokens[frozenset(scopes)] = self._tokens[key]
-                return sent != f"Bearer {token}"
-            if "basic" in challenges:
+            challenge = self._learn_locked(response)
+            if challenge is None:
+                return False
+            if challenge.scheme == "basic":
                 creds = self._credentials_locked()
                 basic = creds.basic() if creds else None
-                self._basic = basic is not None
                 return basic is not None and sent != basic
-        return False
+            key = frozenset(scopes) | _uncovered(challenge.get("scope"), scopes)
+            cached = self._tokens.get(key)
+            if cached is not None and f"Bearer {cached[0]}" != sent and cached[1] > time.monotonic():
+                token = cached[0]  # another thread answered the same challenge meanwhile
+            else:
+                token = self._fetch_token(challenge, key)
+            self._tokens[frozenset(scopes)] = self._tokens[key]
+            return sent != f"Bearer {token}"
 
     def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> str:
         realm = challenge.get("realm") or ""

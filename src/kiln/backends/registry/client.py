@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -134,6 +135,8 @@ class RegistryClient:
             return credentials if credentials is not None else load_credentials(registry, env)
 
         self.auth = Authenticator(registry, self._http, credentials=find, plain_http_ok=plain_http_ok)
+        self._ping_lock = threading.Lock()
+        self._pinged = False
 
     def close(self) -> None:
         self._http.close()
@@ -393,9 +396,11 @@ class RegistryClient:
         """Send one request with authorization; answer one 401 challenge; follow redirects safely."""
         scopes = scopes or (_push_scopes(repository) if push else (f"repository:{repository}:pull",))
         try:
+            self._ping()
             authorization = self.auth.header(scopes)
             response = self._send(method, url, headers, params, content, authorization, stream)
             if response.status_code == 401 and _same_origin(response.url, httpx.URL(self.base_url)):
+                response.read()
                 response.close()
                 if self.auth.challenged(response, scopes, authorization):
                     authorization = self.auth.header(scopes)
@@ -405,6 +410,20 @@ class RegistryClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(what, repository, exc) from exc
         return response
+
+    def _ping(self) -> None:
+        """``GET /v2/`` once, as Docker does: learn the auth scheme before the first real request.
+
+        Then every request carries its authorization from the start (a token per scope is
+        fetched before sending): no 401 round trip per scope, no upload body sent twice.
+        """
+        with self._ping_lock:
+            if self._pinged:
+                return
+            response = self._http.get(f"{self.base_url}/v2/")
+            if response.status_code == 401:
+                self.auth.learn(response)
+            self._pinged = True
 
     def _send(
         self,
@@ -458,7 +477,7 @@ class RegistryClient:
             return
         code, message = _registry_error(response)
         status = response.status_code
-        detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        detail = f"HTTP {status} " + (code or response.reason_phrase) + (f": {message}" if message else "")
         hint = None
         if status in (401, 403):
             creds = self.auth.credentials
