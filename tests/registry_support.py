@@ -77,7 +77,7 @@ class Registry:
                     continue
                 entry = json.loads(line)
                 message = str(entry.get("msg", ""))
-                if message == "response completed":
+                if message in ("response completed", "response completed with error"):
                     status = int(entry["http.response.status"])
                 elif message.startswith("error authorizing context"):
                     status = 401  # the registry logs its auth refusals only this way
