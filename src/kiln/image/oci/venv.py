@@ -111,8 +111,7 @@ def install_kiln(
     install at start (``/opt/kiln/installer``)."""
     if spec.env_manager == "conda":
         raise BuildError("--env-manager conda cannot be installed by --backend oci", hint=DOCKER_HINT)
-    files = DirectoryFiles(Path("/nonexistent"), BUNDLED_PYTHON_DIR) if spec.bundled_python else base
-    scheme = _scheme(spec, files)
+    scheme = _scheme(spec, base)  # a bundled Python only goes with a venv, whose scheme needs no files
     dest.mkdir(parents=True, exist_ok=True)
     installed = install_wheels(dest, [kiln_wheel], scheme, requested=True)
     python = host_python_for(spec.python_version) if compile else None
