@@ -88,14 +88,14 @@ def parse_reference(text: str) -> Reference:
                 f"invalid image reference {text!r}: tag {tag!r} must be 1-128 letters, digits, "
                 "'_', '.' or '-', not starting with '.' or '-'"
             )
-    if not registry and not path:
+    if not path:
         raise UsageError(f"invalid image reference {text!r}: no repository name; {_EXPECTED}")
+    _check_path(text, path)
     registry = registry or DOCKER_HUB
     if registry in _HUB_ALIASES:
         registry = DOCKER_HUB
         if "/" not in path:
             path = f"library/{path}"
-    _check_path(text, path)
     if len(registry) + 1 + len(path) > _MAX_NAME:
         raise UsageError(f"invalid image reference {text!r}: the name is longer than {_MAX_NAME} characters")
     if tag is None and digest is None:
