@@ -101,9 +101,15 @@ def build(
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
     progress: Progress | None = None,
-    builder: str = "docker",
+    backend: str = "docker",
+    output: Sequence[str] = (),
+    push: Sequence[str] = (),
 ) -> BuildResult:
     """Build an image named ``name`` serving the model at ``model_uri`` (None: model-agnostic).
+
+    ``backend="oci"`` writes the image without a daemon (``kiln.backends.oci``) to each
+    ``output`` (``oci:DIR[:TAG]``, ``docker-archive:FILE``, ``docker``) and pushes it to each
+    ``push`` reference (``REGISTRY/REPO:TAG``); with neither, it loads it into Docker.
 
     Raises a KilnError subclass for anything the user can fix: ModelError, DependencyError,
     BuildError (with the failing step's log tail), DockerUnavailableError.
@@ -116,11 +122,14 @@ def build(
     ok = False
     try:
         _check_name(name)
+        output = _check_targets(backend, output, push, smoke_test)
         with recipe.resolve() as inputs:
             if smoke_test and inputs.model is None and inputs.env_from is None:
                 raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
-            progress.phase("connecting to Docker")
-            engine = get_builder(builder)
+            progress.phase(
+                "connecting to Docker" if backend == "docker" else f"starting the {backend} backend"
+            )
+            engine = get_builder(backend)
             with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
                 work = Path(tmp)
                 spec, env = _prepare(
@@ -139,6 +148,10 @@ def build(
                     no_cache=no_cache,
                     platform=platform,
                     build_args=tuple((build_args or {}).items()),
+                    spec=spec,
+                    env=env,
+                    outputs=tuple(output),
+                    push=tuple(push),
                 )
                 image = engine.build(request, progress)
             smoke = _smoke(engine, image, inputs, progress) if smoke_test else None
@@ -342,12 +355,31 @@ def _check_name(name: str) -> None:
         )
 
 
+def _check_targets(
+    backend: str, output: Sequence[str], push: Sequence[str], smoke_test: bool
+) -> Sequence[str]:
+    """``--output``/``--push`` checked before any work; the oci backend's default output filled in."""
+    if backend != "oci":
+        if output or push:
+            raise UsageError(
+                f"--output and --push need --backend oci (got --backend {backend})",
+                hint="add --backend oci, or push the built image with 'docker push'",
+            )
+        return output
+    from kiln.backends.oci import check_targets
+
+    output = check_targets(output, push)
+    if smoke_test and "docker" not in output:
+        raise UsageError("--smoke-test with --backend oci needs --output docker (the image is run by Docker)")
+    return output
+
+
 def _smoke(engine: Builder, image: BuiltImage, inputs: BuildInputs, progress: Progress) -> SmokeResult:
     from kiln.backends.docker import DockerBuilder
     from kiln.backends.smoke import smoke_test
 
     if not isinstance(engine, DockerBuilder):
-        raise UsageError("--smoke-test needs the docker builder")
+        engine = DockerBuilder.connect()  # the oci backend loaded the image into it (--output docker)
     model = inputs.model or inputs.env_from
     assert model is not None
     progress.phase(f"smoke test of {image.tag}")

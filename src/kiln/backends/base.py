@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kiln.backends.progress import Progress
 from kiln.errors import UsageError
 from kiln.image.probe import BaseImageInfo
+
+if TYPE_CHECKING:
+    from kiln.env.spec import EnvSpec
+    from kiln.image.spec import ImageSpec
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,26 @@ class BuildRequest:
     no_cache: bool = False
     platform: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
+    spec: ImageSpec | None = None
+    """What the context's Dockerfile says, for builders that assemble the image themselves (oci)."""
+    env: EnvSpec | None = None
+    outputs: tuple[str, ...] = ()
+    """``--output`` targets (``oci:DIR[:TAG]``, ``docker-archive:FILE``, ``docker``); oci only."""
+    push: tuple[str, ...] = ()
+    """``--push`` references (``REGISTRY/REPO:TAG``); oci only."""
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One ``--push``: where the image went and what had to be sent."""
+
+    reference: str
+    """``registry/repo:tag@sha256:...``"""
+    uploaded: tuple[str, ...]
+    """Digests of the blobs sent (the rest were already there or mounted)."""
+    reused: tuple[str, ...]
+    bytes_uploaded: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -42,8 +66,13 @@ class BuiltImage:
     """The image's layer diff ids, base first."""
     steps: tuple[BuildStep, ...]
     builder: str
-    """``buildkit`` or ``classic``."""
+    """``buildkit``, ``classic`` or ``oci``."""
     seconds: float
+    digest: str | None = None
+    """The manifest digest, when the builder wrote the manifest itself (oci)."""
+    outputs: tuple[str, ...] = ()
+    """Where the image was written (oci): ``oci:DIR:TAG``, ``docker-archive:FILE``, ``docker``."""
+    pushed: tuple[PushedImage, ...] = ()
 
 
 class Builder(Protocol):
@@ -69,7 +98,13 @@ def _docker() -> Builder:
     return DockerBuilder.connect()
 
 
-BUILDERS: dict[str, Callable[[], Builder]] = {"docker": _docker}
+def _oci() -> Builder:
+    from kiln.backends.oci import OciBuilder
+
+    return OciBuilder()
+
+
+BUILDERS: dict[str, Callable[[], Builder]] = {"docker": _docker, "oci": _oci}
 """Builder implementations by name; each factory fails fast when its engine is unreachable."""
 
 
@@ -78,6 +113,6 @@ def get_builder(name: str = "docker") -> Builder:
         factory = BUILDERS[name]
     except KeyError:
         raise UsageError(
-            f"unknown builder {name!r} (expected one of {', '.join(sorted(BUILDERS))})"
+            f"unknown backend {name!r} (expected one of {', '.join(sorted(BUILDERS))})"
         ) from None
     return factory()

@@ -14,6 +14,7 @@ from kiln.cli import main
 from kiln.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
+BACKENDS = ("docker", "oci")
 
 
 def _shared_options(func: F) -> F:
@@ -116,6 +117,29 @@ def _shared_options(func: F) -> F:
     is_flag=True,
     help="Start the built image, wait for /ping, score the model's saved input example, remove it.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="docker",
+    show_default=True,
+    help="Who builds: the Docker engine from a Dockerfile (docker), or kiln itself, without a daemon, "
+    "reproducibly (oci).",
+)
+@click.option(
+    "--output",
+    "output",
+    multiple=True,
+    metavar="TARGET",
+    help="--backend oci: write the image to oci:DIR[:TAG] (an OCI layout), docker-archive:FILE "
+    "(for 'docker load') or docker (load it into the running engine; the default). Repeatable.",
+)
+@click.option(
+    "--push",
+    "push",
+    multiple=True,
+    metavar="REGISTRY/REPO:TAG",
+    help="--backend oci: push the image to this registry reference (Docker's credentials). Repeatable.",
+)
 def build(
     model_uri: str | None, quiet: bool, labels: Sequence[str], build_args: Sequence[str], **options: Any
 ) -> None:
@@ -129,18 +153,29 @@ def build(
         progress=_progress(quiet),
         **options,
     )
-    if quiet:
-        click.echo(result.image.image_id)
-        return
     image = result.image
+    if quiet:
+        click.echo(image.digest or image.image_id)
+        return
     cached = sum(step.cached for step in image.steps)
+    unit = "layers" if image.builder == "oci" else "steps"
     click.echo(
         f"Built {image.tag} ({image.image_id[:19]}) with {image.builder} in {image.seconds:.0f}s; "
-        f"{cached} of {len(image.steps)} steps from cache"
+        f"{cached} of {len(image.steps)} {unit} from cache"
     )
+    if image.digest:
+        click.echo(f"Manifest digest: {image.digest}")
+    for written in image.outputs:
+        click.echo(f"Wrote {written}")
+    for pushed in image.pushed:
+        click.echo(
+            f"Pushed {pushed.reference}: {len(pushed.uploaded)} blobs uploaded "
+            f"({pushed.bytes_uploaded} bytes), {len(pushed.reused)} already there"
+        )
     if result.smoke is not None and result.smoke.body is not None:
         click.echo(f"Smoke test predictions: {result.smoke.body[:2000]}")
-    click.echo(f"Run it: docker run --rm -p {contract.PORT}:{contract.PORT} {image.tag}")
+    if image.builder != "oci" or "docker" in image.outputs:
+        click.echo(f"Run it: docker run --rm -p {contract.PORT}:{contract.PORT} {image.tag}")
 
 
 @main.command("generate-dockerfile")

@@ -30,10 +30,10 @@ from kiln.image.oci.types import BaseFiles, FileEntry
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 KEEP_MAX_SIZE = 8 << 20
 _KEEP_PREFIXES = ("etc/", "usr/share/keyrings/", "var/lib/dpkg/status.d/")
-_KEEP_FILES = ("usr/lib/os-release", "var/lib/dpkg/status")
+_KEEP_FILES = ("usr/lib/os-release", "var/lib/dpkg/status", "var/lib/apt/extended_states")
 _MAX_LINKS = 40
 
 LayerOpener = Callable[[int], AbstractContextManager[BinaryIO]]

@@ -23,17 +23,18 @@ from kiln.image.oci.types import Blob, Descriptor
 log = logging.getLogger(__name__)
 
 ENV_CACHE_DIR = "KILN_OCI_CACHE"
-"""Overrides the store's root (default ``$XDG_CACHE_HOME/kiln/oci`` or ``~/.cache/kiln/oci``)."""
+"""Overrides the store's root (default ``oci/`` in kiln's cache, ``kiln.env.cache.cache_root``)."""
 
 _CHUNK = 1 << 20
 
 
 def default_root() -> Path:
+    from kiln.env.cache import cache_root
+
     explicit = os.environ.get(ENV_CACHE_DIR)
     if explicit:
-        return Path(explicit)
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "kiln" / "oci"
+        return Path(explicit).expanduser()
+    return cache_root() / "oci"
 
 
 def hex_of(digest: str) -> str:
