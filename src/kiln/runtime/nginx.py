@@ -12,6 +12,7 @@ from importlib import resources
 import jinja2
 
 from kiln.errors import ServeError
+from kiln.runtime import client_limits
 from kiln.runtime.layout import RuntimeLayout
 from kiln.runtime.settings import RuntimeSettings
 
@@ -47,6 +48,8 @@ class NginxConfig:
     client_max_body_size: int
     client_body_buffer_size: int
     shutdown_timeout: int
+    client_header_timeout: int
+    client_body_timeout: int
     user: str | None = None
     """``user root root`` when the master runs as root; None otherwise (nginx ignores it then)."""
 
@@ -75,6 +78,8 @@ def nginx_config(
         client_max_body_size=settings.max_body_size,
         client_body_buffer_size=min(settings.max_body_size, MEMORY_BODY_BUFFER),
         shutdown_timeout=max(1, math.ceil(settings.grace_period)),
+        client_header_timeout=client_limits.HEADER_TIMEOUT,
+        client_body_timeout=client_limits.BODY_TIMEOUT,
         user=user,
     )
 

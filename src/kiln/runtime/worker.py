@@ -121,6 +121,10 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
         # Only nginx can reach the unix socket, so its X-Forwarded-* headers are trusted.
         forwarded_allow_ips="*" if behind_nginx else None,
     )
+    if not behind_nginx:  # clients reach the worker directly: it keeps nginx's limits itself
+        from kiln.runtime.client_limits import limited
+
+        config.http = limited(config.http)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -51,6 +51,8 @@ class Invocations:
             payload = error_body(INTERNAL_ERROR, f"internal error in the scoring server: {exc!r}")
         headers = [_JSON_HEADER, (b"content-length", str(len(payload)).encode())]
         if status == 503:
+            # Closing the connection sends the retry through a new one, which the least busy
+            # worker tends to accept; a kept-alive one would bring it back to this full worker.
             headers.append(RETRY_AFTER_HEADER)
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
