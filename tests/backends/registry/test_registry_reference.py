@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kiln.backends.registry import parse_reference
-from kiln.backends.registry.client import uses_plain_http
+from kiln.backends.registry.transport import uses_plain_http
 from kiln.errors import UsageError
 
 DIGEST = "sha256:" + "ab" * 32

@@ -29,10 +29,11 @@ the registry's error code. See docs/registries.md for auth sources and insecure 
 from __future__ import annotations
 
 from kiln.backends.registry.auth import Credentials, load_credentials
-from kiln.backends.registry.client import INSECURE_ENV, Manifest, RegistryClient
+from kiln.backends.registry.client import Manifest, RegistryClient
 from kiln.backends.registry.pull import RemoteBase, fetch_base, stream_layer
 from kiln.backends.registry.push import PushedBlob, PushReport, push_image
 from kiln.backends.registry.reference import Reference, parse_reference
+from kiln.backends.registry.transport import INSECURE_ENV
 
 __all__ = [
     "INSECURE_ENV",
