@@ -75,6 +75,11 @@ from kiln.runtime.settings import LOG_LEVELS, RuntimeSettings
 )
 @click.option("--metrics/--no-metrics", default=None, help="Prometheus metrics on /metrics [default: on].")
 @click.option(
+    "--openapi/--no-openapi",
+    default=None,
+    help="The model's OpenAPI document on /openapi.json and a docs page on /docs [default: on].",
+)
+@click.option(
     "--expose-tracebacks",
     is_flag=True,
     default=None,
@@ -103,6 +108,7 @@ def serve(
     grace_period: float | None,
     max_queue: int | None,
     metrics: bool | None,
+    openapi: bool | None,
     expose_tracebacks: bool | None,
     log_level: str | None,
     model_config: str | None,
@@ -126,6 +132,7 @@ def serve(
         "grace_period": grace_period,
         "max_queue": max_queue,
         "metrics": metrics,
+        "openapi": openapi,
         "expose_tracebacks": expose_tracebacks,
         "log_level": log_level,
     }

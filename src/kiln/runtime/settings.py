@@ -33,6 +33,8 @@ class RuntimeSettings:
     max_queue: int = contract.DEFAULT_MAX_QUEUE
     """Scoring requests per worker, waiting or being predicted; more get 503 at once. 0: no limit."""
     metrics: bool = True
+    openapi: bool = True
+    """Serve ``/openapi.json`` and ``/docs`` for the model."""
     expose_tracebacks: bool = False
     log_level: str = "info"
     model_config: Mapping[str, Any] | None = None
@@ -54,6 +56,7 @@ class RuntimeSettings:
         _read(values, environ, "grace_period", contract.ENV_GRACE_PERIOD, envvars.parse_seconds)
         _read(values, environ, "max_queue", contract.ENV_MAX_QUEUE, _max_queue)
         _read(values, environ, "metrics", contract.ENV_METRICS, envvars.parse_bool)
+        _read(values, environ, "openapi", contract.ENV_OPENAPI, envvars.parse_bool)
         _read(values, environ, "expose_tracebacks", contract.ENV_EXPOSE_TRACEBACKS, envvars.parse_bool)
         _read(values, environ, "log_level", contract.ENV_LOG_LEVEL, _log_level)
         _read(values, environ, "model_config", contract.ENV_MODEL_CONFIG, _model_config)
@@ -74,6 +77,7 @@ class RuntimeSettings:
             contract.ENV_GRACE_PERIOD[0]: repr(self.grace_period),
             contract.ENV_MAX_QUEUE[0]: str(self.max_queue),
             contract.ENV_METRICS[0]: _flag(self.metrics),
+            contract.ENV_OPENAPI[0]: _flag(self.openapi),
             contract.ENV_EXPOSE_TRACEBACKS[0]: _flag(self.expose_tracebacks),
             contract.ENV_LOG_LEVEL[0]: self.log_level,
             contract.ENV_RUNTIME_DIR[0]: self.runtime_dir,

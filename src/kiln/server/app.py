@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 
 from kiln.runtime.settings import RuntimeSettings
 from kiln.server import handlers
+from kiln.server.docs import ApiDocs
 from kiln.server.invocations import Dispatch, Invocations
 from kiln.server.lifespan import Lifespan
 from kiln.server.metrics import Metrics, MetricsMiddleware
@@ -24,7 +25,8 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
     ``on_ready()``; uvicorn accepts connections only after that. If loading fails the
     loader's message is logged and the lifespan reports the failure: uvicorn logs
     "Application startup failed. Exiting." and ``Server.run`` exits with status 3
-    (``sys.exit``) before ever accepting a connection.
+    (``sys.exit``) before ever accepting a connection. The OpenAPI document
+    (``/openapi.json``, ``/docs``) is built once the model has loaded, before ``on_ready``.
 
     The layers, outside in: metrics (unless ``settings.metrics`` is False), the
     lifespan, ``POST /invocations`` straight to its endpoint, Starlette for the rest.
@@ -32,19 +34,31 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
     metrics = Metrics() if settings.metrics else None
     state = ServerState(settings=settings, metrics=metrics)
     invocations = Invocations(state)
+    docs = ApiDocs(settings)
     routes = [
         Route("/ping", handlers.ping, methods=["GET"]),
         Route("/health", handlers.ping, methods=["GET"]),
         Route("/version", handlers.version, methods=["GET"]),
         Route("/invocations", invocations, methods=["POST"]),
         Route("/metrics", handlers.metrics, methods=["GET"]),
+        Route("/openapi.json", docs.openapi_json, methods=["GET"]),
+        Route("/docs", docs.docs_page, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: handlers.http_error, Exception: handlers.server_error},
     )
     app.state.kiln = state
-    scoring: ASGIApp = Lifespan(Dispatch(app, invocations), state, on_ready)
+    scoring: ASGIApp = Lifespan(Dispatch(app, invocations), state, _then(docs.build, on_ready))
     if metrics is not None:
         scoring = MetricsMiddleware(scoring, metrics)
     return scoring
+
+
+def _then(first: Callable[[], None], then: Callable[[], None] | None) -> Callable[[], None]:
+    def both() -> None:
+        first()
+        if then is not None:
+            then()
+
+    return both

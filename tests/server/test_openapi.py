@@ -1,0 +1,157 @@
+"""``/openapi.json`` and ``/docs``: the document per fixture model (golden files), served and switched off."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+import schemathesis
+
+import kiln
+from kiln.model.info import read_model_info
+from kiln.runtime.settings import RuntimeSettings
+from kiln.server.openapi import openapi_document
+from tests.runtime.running import free_port, running
+
+GOLDEN = Path(__file__).parent / "golden" / "openapi"
+UPDATE = os.environ.get("KILN_UPDATE_GOLDEN") == "1"
+SCENARIOS = {
+    "sklearn_iris": "named double columns, a serving input example",
+    "sklearn_tensor": "one float64 tensor of shape [-1, 4]",
+    "custom_pyfunc_params": "a double and a string column, two params with defaults",
+    "llm_echo": "an LLM-style `messages` column and a `max_tokens` param",
+    "pyfunc_type_hints": "a signature from type hints: `inputs` only",
+    "predict_raises": "no signature: the generic shapes",
+}
+
+
+def _example(model: Path) -> Any:
+    path = model / "serving_input_example.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _document(model: Path, **overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "version": "test",
+        "max_body_size": 1048576,
+        "request_timeout": 60.0,
+        "metrics": True,
+        "parquet": True,
+        "serving_example": _example(model),
+        **overrides,
+    }
+    return openapi_document(read_model_info(model), **options)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_document_matches_golden(scenario: str, model_dir: Callable[[str], Path]) -> None:
+    text = json.dumps(_document(model_dir(scenario)), indent=2, ensure_ascii=False) + "\n"
+    path = GOLDEN / f"{scenario}.json"
+    if UPDATE:
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} differs; rerun with KILN_UPDATE_GOLDEN=1 and review the diff"
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_document_is_valid_openapi_and_its_example_fits(scenario: str, model_dir: Callable[[str], Path]) -> None:
+    document = _document(model_dir(scenario))
+    loaded = schemathesis.openapi.from_dict(document)
+    operations = [result.ok() for result in loaded.get_all_operations()]  # raises on an invalid operation
+    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {"GET /ping", "POST /invocations"}
+    body = document["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    validator = jsonschema_rs.Draft202012Validator({**body["schema"], "components": document["components"]})
+    for example in body.get("examples", {}).values():
+        assert validator.is_valid(example["value"]), example
+
+
+def test_column_signature_gives_names_types_and_required(model_dir: Callable[[str], Path]) -> None:
+    schemas = _document(model_dir("custom_pyfunc_params"))["components"]["schemas"]
+    record = schemas["DataframeRecordsRequest"]["properties"]["dataframe_records"]["items"]
+    assert record["properties"] == {"x": {"type": "number", "format": "double"}, "text": {"type": "string"}}
+    assert record["required"] == ["x", "text"]
+    params = schemas["InputsRequest"]["properties"]["params"]["properties"]
+    assert params == {
+        "multiplier": {"type": "number", "format": "double", "default": 1.0},
+        "suffix": {"type": "string", "default": ""},
+    }
+
+
+def test_tensor_signature_gives_the_shape(model_dir: Callable[[str], Path]) -> None:
+    schemas = _document(model_dir("sklearn_tensor"))["components"]["schemas"]
+    assert schemas["InputsRequest"]["properties"]["inputs"] == {
+        "type": "array",
+        "items": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+    }
+
+
+def test_settings_shape_the_document(model_dir: Callable[[str], Path]) -> None:
+    document = _document(model_dir("sklearn_iris"), metrics=False, parquet=False, max_body_size=2048)
+    assert "/metrics" not in document["paths"]
+    invocations = document["paths"]["/invocations"]["post"]
+    assert set(invocations["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert "2048 bytes" in invocations["responses"]["413"]["description"]
+
+
+def test_served_document_is_the_models(kiln_url: Callable[..., str], model_dir: Callable[[str], Path]) -> None:
+    model = model_dir("sklearn_iris")
+    url = kiln_url("sklearn_iris", max_body_size=4096)
+    answer = httpx.get(url + "/openapi.json")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    settings = RuntimeSettings(model_dir=str(model), max_body_size=4096)
+    assert answer.json() == _document(
+        model, version=kiln.__version__, max_body_size=4096, request_timeout=settings.request_timeout
+    )
+    # The example the document shows is a request the server answers.
+    example = answer.json()["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    scored = httpx.post(url + "/invocations", json=example["examples"]["serving_input_example"]["value"])
+    assert scored.status_code == 200
+    assert len(scored.json()["predictions"]) == 3
+
+
+def test_docs_page_is_self_contained(kiln_url: Callable[..., str]) -> None:
+    answer = httpx.get(kiln_url("sklearn_iris") + "/docs")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    policy = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "connect-src 'self'" in policy
+    assert "http" not in answer.text.replace("http-equiv", "")  # no CDN, no external script
+    assert 'fetch("openapi.json")' in answer.text
+
+
+def test_openapi_off_answers_json_404(kiln_url: Callable[..., str]) -> None:
+    url = kiln_url("sklearn_iris", openapi=False)
+    for path in ("/openapi.json", "/docs"):
+        answer = httpx.get(url + path)
+        assert answer.status_code == 404
+        assert answer.json() == {
+            "error_code": "ENDPOINT_NOT_FOUND",
+            "message": f"the OpenAPI document is turned off (KILN_OPENAPI=false); no route for {path}",
+        }
+    assert httpx.get(url + "/ping").status_code == 200
+
+
+def test_one_setting_name_everywhere() -> None:
+    assert RuntimeSettings.from_env({"KILN_OPENAPI": "false"}).openapi is False
+    assert RuntimeSettings.from_env({}).openapi is True
+    assert RuntimeSettings(openapi=False).to_env()["KILN_OPENAPI"] == "false"
+
+
+@pytest.mark.slow
+def test_kiln_serve_no_openapi(model_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "kiln", "serve", "-m", str(model_dir("sklearn_iris"))]
+    command += ["--port", str(port), "--no-nginx", "--workers", "1", "--no-openapi"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") and k != "DISABLE_NGINX"}
+    with running(command, env, port, tmp_path, tmp_path / "logs") as run:
+        run.wait_ready()
+        assert run.get("/openapi.json").status_code == 404
+        assert run.get("/docs").json()["error_code"] == "ENDPOINT_NOT_FOUND"
