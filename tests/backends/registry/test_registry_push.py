@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.backends.recording import RecordingProgress
 from tests.backends.registry.conftest import repo
 from tests.backends.registry.images import assemble, layer
 from tests.registry_support import Registry
@@ -26,7 +27,9 @@ def test_push_uploads_every_blob_then_the_manifest_by_digest_and_tag(
     name = repo("push")
     mark = registry.mark()
 
-    report = push_image(image, f"{registry.host}/{name}:v1")
+    progress = RecordingProgress()
+
+    report = push_image(image, f"{registry.host}/{name}:v1", progress=progress)
 
     assert report.digest == image.digest
     assert str(report.reference) == f"{registry.host}/{name}:v1@{image.digest}"
@@ -40,6 +43,13 @@ def test_push_uploads_every_blob_then_the_manifest_by_digest_and_tag(
         served = client.get_manifest(name, "v1")
     assert served.data == image.manifest
     assert served.digest == image.digest
+    assert sorted(progress.details[:3]) == sorted(
+        f"{blob.digest[:19]} uploaded ({blob.descriptor.size / 1024:.1f} KiB)"
+        if blob.descriptor.size >= 1024
+        else f"{blob.digest[:19]} uploaded ({blob.descriptor.size} B)"
+        for blob in image.blobs()
+    )
+    assert progress.details[3].startswith(f"pushed {report.reference}: 3 uploaded (")
 
 
 def test_a_second_push_of_the_same_image_uploads_nothing(registry: Registry, tmp_path: Path) -> None:

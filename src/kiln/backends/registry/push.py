@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -77,18 +78,16 @@ def push_image(
         )
     if jobs < 1:
         raise UsageError(f"push jobs must be at least 1, got {jobs}")
+    if "sha256:" + hashlib.sha256(image.manifest).hexdigest() != image.digest:
+        raise ValueError(
+            f"Image.manifest_descriptor says {image.digest}, but the manifest bytes hash otherwise"
+        )
     started = time.monotonic()
     with RegistryClient(ref.registry, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE) as client:
         pushed = _push_blobs(client, ref, image.blobs(), progress, jobs)
         media_type = image.manifest_descriptor.media_type
-        digest = client.put_manifest(ref.repository, image.digest, image.manifest, media_type)
-        if digest != image.digest:
-            raise RegistryError(
-                f"registry {ref.registry} stored the manifest of {ref.repository} as {digest}, "
-                f"expected {image.digest}",
-                registry=ref.registry,
-                repository=ref.repository,
-            )
+        # By digest first: the tag never names a manifest the registry does not hold whole.
+        client.put_manifest(ref.repository, image.digest, image.manifest, media_type)
         if ref.tag:
             client.put_manifest(ref.repository, ref.tag, image.manifest, media_type)
     report = PushReport(ref.with_digest(image.digest), image.digest, pushed, time.monotonic() - started)
@@ -104,23 +103,25 @@ def push_image(
 def _push_blobs(
     client: RegistryClient, ref: Reference, blobs: tuple[Blob, ...], progress: Progress | None, jobs: int
 ) -> tuple[PushedBlob, ...]:
+    """Push every distinct blob, ``jobs`` at once; the first failure cancels the ones not started."""
     unique = tuple({blob.digest: blob for blob in blobs}.values())
-    with ThreadPoolExecutor(max_workers=min(jobs, len(unique)) or 1, thread_name_prefix="kiln-push") as pool:
-        futures: list[Future[PushedBlob]] = [pool.submit(_push_blob, client, ref, blob) for blob in unique]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f in done and f.exception() is not None), None)
-        if failed is not None:
+    done: dict[str, PushedBlob] = {}
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(jobs, len(unique))), thread_name_prefix="kiln-push"
+    ) as pool:
+        futures = [pool.submit(_push_blob, client, ref, blob) for blob in unique]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                done[result.digest] = result
+                if progress is not None:  # from this thread: progress displays need not be thread-safe
+                    extra = f" from {result.mounted_from}" if result.mounted_from else ""
+                    progress.detail(f"{result.digest[:19]} {result.action}{extra} ({_size(result.size)})")
+        except BaseException:
             for future in futures:
                 future.cancel()
-            error = failed.exception()
-            assert error is not None
-            raise error
-    results = tuple(future.result() for future in futures)
-    if progress is not None:
-        for result in results:
-            extra = f" from {result.mounted_from}" if result.mounted_from else ""
-            progress.detail(f"{result.digest[:19]} {result.action}{extra} ({_size(result.size)})")
-    return results
+            raise
+    return tuple(done[blob.digest] for blob in unique)
 
 
 def _push_blob(client: RegistryClient, ref: Reference, blob: Blob) -> PushedBlob:
