@@ -6,6 +6,7 @@ library, ``packaging`` and ``pyyaml`` only, Python 3.9+.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import yaml
 
 from kiln.env.requirements import ParsedRequirements, parse_requirement_lines, read_requirements_file
-from kiln.errors import DependencyError
+from kiln.errors import DependencyError, ModelError
 from kiln.model.info import ModelInfo
 
 _CONDA_PYTHON = re.compile(r"^python\s*(?:==|=|>=|~=)?\s*(\d+\.\d+(?:\.[\w*]+)?)\s*$")
@@ -38,20 +39,22 @@ class ModelEnvironment:
 def read_model_environment(info: ModelInfo, *, prefer_conda: bool = False) -> ModelEnvironment:
     """The model's environment: python_env.yaml, else requirements.txt, else conda.yaml's pip section.
 
-    With ``prefer_conda`` (the conda env manager) conda.yaml comes first.
+    With ``prefer_conda`` (the conda env manager) conda.yaml comes first. Each of these
+    files must be inside the model directory (see ``model_file``).
     """
     root = info.path
-    conda_path = info.env_path(info.conda_env_file)
+    conda_path = model_file(root, info.conda_env_file, "conda environment file")
     conda = _read_yaml(conda_path) if conda_path is not None and conda_path.is_file() else None
     if prefer_conda and conda is not None:
         return _from_conda(conda, root=root, name=info.conda_env_file or "conda.yaml")
-    python_env_path = info.env_path(info.python_env_file)
+    python_env_path = model_file(root, info.python_env_file, "virtualenv environment file")
     if python_env_path is not None and python_env_path.is_file():
         return _from_python_env(_read_yaml(python_env_path), python_env_path, root=root, conda=conda)
-    if (root / "requirements.txt").is_file():
+    requirements_path = model_file(root, "requirements.txt", "requirements file")
+    if requirements_path is not None and requirements_path.is_file():
         return ModelEnvironment(
             source="requirements.txt",
-            requirements=read_requirements_file(root / "requirements.txt", root=root),
+            requirements=read_requirements_file(requirements_path, root=root),
             python_version=info.python_version,
             conda=conda,
         )
@@ -63,6 +66,34 @@ def read_model_environment(info: ModelInfo, *, prefer_conda: bool = False) -> Mo
         hint="save the model with a recent MLflow, which writes requirements.txt, "
         "or pass --requirements FILE",
     )
+
+
+def model_file(root: Path, name: str | None, what: str) -> Path | None:
+    """``root/name`` for a file the model names; refused unless it stays inside ``root``.
+
+    A model directory is untrusted input: MLmodel could name ``/etc/...`` or ``../..``
+    as an environment file, or the file could be a symlink out of the model. Either
+    would make kiln read a file that is not part of the model.
+    """
+    if not name:
+        return None
+    if os.path.isabs(name) or name.startswith("~"):
+        raise ModelError(
+            f"model {str(root)!r} names its {what} by the absolute path {name!r}; "
+            "expected a path relative to the model directory"
+        )
+    path = root / name
+    try:
+        resolved, inside = path.resolve(), root.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ModelError(f"model {str(root)!r}: cannot resolve its {what} {name!r}: {exc}") from exc
+    if resolved != inside and inside not in resolved.parents:
+        raise ModelError(
+            f"model {str(root)!r}: its {what} {name!r} resolves to {str(resolved)!r}, outside the model "
+            "directory (through '..' or a symlink)",
+            hint="keep the model's environment files inside its directory",
+        )
+    return path
 
 
 def conda_pip_section(conda: dict[str, Any]) -> list[str] | None:

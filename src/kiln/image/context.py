@@ -101,7 +101,13 @@ def copy_model(source: Path, dest: Path) -> None:
 
 
 def _copy_link(path: Path, root: Path, target: Path, source: Path) -> None:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ModelError(
+            f"model directory {str(source)!r} contains a symlink {path} -> {os.readlink(path)} "
+            f"that cannot be followed: {exc}"
+        ) from exc
     if not _is_under(resolved, root):
         raise ModelError(
             f"model directory {str(source)!r} contains a symlink {path} -> {os.readlink(path)} "
