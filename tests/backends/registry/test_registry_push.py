@@ -43,13 +43,12 @@ def test_push_uploads_every_blob_then_the_manifest_by_digest_and_tag(
         served = client.get_manifest(name, "v1")
     assert served.data == image.manifest
     assert served.digest == image.digest
-    assert sorted(progress.details[:3]) == sorted(
+    assert sorted(progress.details) == sorted(
         f"{blob.digest[:19]} uploaded ({blob.descriptor.size / 1024:.1f} KiB)"
         if blob.descriptor.size >= 1024
         else f"{blob.digest[:19]} uploaded ({blob.descriptor.size} B)"
         for blob in image.blobs()
     )
-    assert progress.details[3].startswith(f"pushed {report.reference}: 3 uploaded (")
 
 
 def test_a_second_push_of_the_same_image_uploads_nothing(registry: Registry, tmp_path: Path) -> None:

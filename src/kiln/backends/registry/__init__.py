@@ -11,14 +11,17 @@ The API the OCI writer uses::
         manifest; ``RemoteBase.reference`` is pinned to its digest; ``RemoteBase.layers`` are
         ``Blob``s with ``path=None``, ``source="registry/repository"`` and ``diff_id`` from the config.
 
-    stream_layer(base, blob) -> Iterator[bytes]
-        The stored (compressed) bytes of one base layer, verified against its digest at the end.
+    stream_layer(base, blob) -> Generator[bytes, None, None]
+        The stored (compressed) bytes of one base layer, verified against its digest at the end;
+        ``.close()`` it when stopping early (that closes the connection).
 
     push_image(image, "registry/repo:tag", progress=None, jobs=4) -> PushReport
         Per blob, in parallel: HEAD (present: skipped), mount from ``blob.source`` when it is another
         repository of the same registry, else upload ``blob.path`` (one PUT up to 8 MiB, PATCH chunks
-        with resume above). Then the manifest is PUT by digest, then by tag. ``PushReport.blobs``
-        says what happened to each blob and ``bytes_uploaded`` how much was sent.
+        with resume above); a base layer from another registry is copied from there. Then the
+        manifest is PUT by digest, then by tag. ``PushReport.blobs`` says what happened to each
+        blob (skipped/mounted/uploaded/copied), ``bytes_uploaded`` how much was sent; ``progress``
+        gets one ``detail`` line per blob.
 
 ``RegistryClient`` is the v2 HTTP API of one registry underneath (manifests, blobs, mounts,
 uploads); ``auth`` reads Docker's credentials and answers Bearer/Basic challenges. Failures

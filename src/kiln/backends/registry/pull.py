@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,7 @@ def fetch_base(reference: str | Reference, platform: str) -> RemoteBase:
     )
 
 
-def stream_layer(base: RemoteBase, blob: Blob) -> Iterator[bytes]:
+def stream_layer(base: RemoteBase, blob: Blob) -> Generator[bytes, None, None]:
     """The bytes of one of ``base``'s layers, as stored (gzip'd), verified against its digest.
 
     A generator: the connection closes when it is exhausted or closed; a digest mismatch

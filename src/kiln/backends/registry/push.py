@@ -91,12 +91,6 @@ def push_image(
         if ref.tag:
             client.put_manifest(ref.repository, ref.tag, image.manifest, media_type)
     report = PushReport(ref.with_digest(image.digest), image.digest, pushed, time.monotonic() - started)
-    if progress is not None:
-        progress.detail(
-            f"pushed {report.reference}: {len(report.digests('uploaded'))} uploaded "
-            f"({_size(report.bytes_uploaded)}), {len(report.digests('mounted'))} mounted, "
-            f"{len(report.digests('skipped'))} already there"
-        )
     return report
 
 
