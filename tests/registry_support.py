@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -58,10 +59,11 @@ class Registry:
     root: Path
     log: Path
     process: subprocess.Popen[bytes]
+    tls: TLS | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def mark(self) -> int:
         """A position in the log: pass it to ``requests(since=...)`` to see only later requests."""
@@ -127,7 +129,18 @@ def htpasswd_auth(folder: Path, users: dict[str, str]) -> dict[str, Any]:
     return {"htpasswd": {"realm": "kiln-test", "path": str(path)}}
 
 
-def _config(root: Path, port: int, auth: dict[str, Any] | None, redirect_to: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TLS:
+    """A server certificate for the registry and the CA file that trusts it (``make_tls``)."""
+
+    ca: Path
+    certificate: Path
+    key: Path
+
+
+def _config(
+    root: Path, address: str, auth: dict[str, Any] | None, redirect_to: str | None, tls: TLS | None
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info", "formatter": "json", "accesslog": {"disabled": True}},
@@ -136,8 +149,10 @@ def _config(root: Path, port: int, auth: dict[str, Any] | None, redirect_to: str
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "kiln-test-upload-state-secret"},
+        "http": {"addr": address, "secret": "kiln-test-upload-state-secret"},
     }
+    if tls:
+        config["http"]["tls"] = {"certificate": str(tls.certificate), "key": str(tls.key)}
     if auth:
         config["auth"] = auth
     if redirect_to:
@@ -147,15 +162,24 @@ def _config(root: Path, port: int, auth: dict[str, Any] | None, redirect_to: str
 
 @contextmanager
 def started_registry(
-    root: Path, *, auth: dict[str, Any] | None = None, redirect_to: str | None = None, timeout: float = 30.0
+    root: Path,
+    *,
+    auth: dict[str, Any] | None = None,
+    redirect_to: str | None = None,
+    host: str = "127.0.0.1",
+    tls: TLS | None = None,
+    timeout: float = 30.0,
 ) -> Iterator[Registry]:
-    """Run ``docker-registry serve`` with storage under ``root`` until the block ends."""
+    """Run ``docker-registry serve`` with storage under ``root`` until the block ends.
+
+    ``host`` is the address it listens on; ``tls`` makes it speak HTTPS only.
+    """
     if not Path(REGISTRY_BINARY).exists():
         pytest.fail(f"{REGISTRY_BINARY} is missing: run scripts/setup (it installs Debian's docker-registry)")
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = root / "config.yml"
-    config.write_text(yaml.safe_dump(_config(root, port, auth, redirect_to)))
+    config.write_text(yaml.safe_dump(_config(root, f"{host}:{port}", auth, redirect_to, tls)))
     log = root / "registry.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -165,7 +189,7 @@ def started_registry(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    registry = Registry(host=f"127.0.0.1:{port}", root=root, log=log, process=process)
+    registry = Registry(host=f"{host}:{port}", root=root, log=log, process=process, tls=tls)
     try:
         _wait_ready(registry, timeout)
         yield registry
@@ -189,7 +213,8 @@ def _wait_ready(registry: Registry, timeout: float) -> None:
         if registry.process.poll() is not None:
             pytest.fail(f"docker-registry exited with {registry.process.returncode}: {tail()}")
         try:
-            with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2):
+            context = ssl.create_default_context(cafile=str(registry.tls.ca)) if registry.tls else None
+            with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2, context=context):
                 return
         except urllib.error.HTTPError:
             return  # 401: up, and asking for credentials

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -254,7 +255,7 @@ class RegistryClient:
                 self._ping()
                 response = self._authorized(method, url, headers, params, content, scopes, stream)
             except httpx.TransportError as exc:
-                if not idempotent or delay is None:
+                if not idempotent or delay is None or _is_tls_failure(exc):
                     raise self._transport_error(what, repository, exc) from exc
                 log.info("registry %s: %s failed (%s); retrying in %.1fs", self.registry, what, exc, delay)
             except httpx.HTTPError as exc:
@@ -406,7 +407,7 @@ class RegistryClient:
     def _transport_error(self, what: str, repository: str, exc: httpx.HTTPError) -> RegistryError:
         hint = None
         text = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.ConnectError) and ("SSL" in text or "certificate" in text.lower()):
+        if _is_tls_failure(exc):
             hint = (
                 "the registry's TLS certificate is not trusted: point SSL_CERT_FILE at its CA bundle, "
                 f"or for a plain-HTTP registry add {self.registry} to {INSECURE_ENV}"
@@ -429,6 +430,16 @@ def push_scopes(repository: str) -> tuple[str, ...]:
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
     return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A TLS handshake or certificate failure: trying again gives the same answer."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:
