@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.backends.registry.servers import StorageServer, TokenServer
+from tests.backends.registry.servers import StorageServer, TokenServer, credential_helper
 from tests.registry_support import Registry, htpasswd_auth, registry, started_registry  # noqa: F401
 
 USER, PASSWORD = "kiln-user", "s3cret-pass-word"
@@ -72,6 +73,23 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[
         return path
 
     return write
+
+
+InstallHelper = Callable[[str, dict[str, tuple[str, str]]], Path]
+
+
+@pytest.fixture
+def install_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> InstallHelper:
+    """``install_helper(NAME, {server: (user, secret)})`` puts ``docker-credential-NAME`` on PATH;
+    returns the file that lists the server addresses it was asked about."""
+    folder = tmp_path / "helpers"
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+    def install(name: str, answers: dict[str, tuple[str, str]]) -> Path:
+        credential_helper(folder, name, answers)
+        return folder / f"{name}.asked"
+
+    return install
 
 
 @pytest.fixture

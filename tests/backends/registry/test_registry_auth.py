@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.backends.registry.conftest import PASSWORD, REFRESH_TOKEN, USER, Redirecting, repo
+from tests.backends.registry.conftest import PASSWORD, REFRESH_TOKEN, USER, InstallHelper, Redirecting, repo
 from tests.backends.registry.images import assemble, layer
-from tests.backends.registry.servers import TokenServer, credential_helper
+from tests.backends.registry.servers import TokenServer
 from tests.registry_support import Registry
 
 from kiln.backends.registry import RegistryClient, fetch_base, push_image, stream_layer
@@ -79,11 +79,9 @@ def test_credentials_from_a_credential_helper(
     basic_registry: Registry,
     tmp_path: Path,
     docker_config: WriteConfig,
-    monkeypatch: pytest.MonkeyPatch,
+    install_helper: InstallHelper,
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    credential_helper(bin_dir, "kilntest", {basic_registry.host: (USER, PASSWORD)})
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    asked = install_helper("kilntest", {basic_registry.host: (USER, PASSWORD)})
     # credHelpers wins over auths (whose password here is wrong).
     docker_config(
         {
@@ -95,23 +93,21 @@ def test_credentials_from_a_credential_helper(
     report = push_image(_image(tmp_path, os.urandom(100)), f"{basic_registry.host}/{repo('helper')}:1")
 
     assert len(report.digests("uploaded")) == 2
-    assert (bin_dir / "kilntest.asked").read_text().splitlines() == [basic_registry.host]
+    assert asked.read_text().splitlines() == [basic_registry.host]
 
 
 def test_credentials_from_a_creds_store(
     basic_registry: Registry,
     tmp_path: Path,
     docker_config: WriteConfig,
-    monkeypatch: pytest.MonkeyPatch,
+    install_helper: InstallHelper,
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    credential_helper(bin_dir, "kiltstore", {basic_registry.host: (USER, PASSWORD)})
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    asked = install_helper("kiltstore", {basic_registry.host: (USER, PASSWORD)})
     docker_config({"credsStore": "kiltstore"})
 
     push_image(_image(tmp_path, os.urandom(100)), f"{basic_registry.host}/{repo('store')}:1")
 
-    assert (bin_dir / "kiltstore.asked").read_text().splitlines() == [basic_registry.host]
+    assert asked.read_text().splitlines() == [basic_registry.host]
 
 
 def test_a_missing_credential_helper_is_named(
@@ -182,11 +178,9 @@ def test_a_helper_token_is_an_identity_token(
     token_server: TokenServer,
     tmp_path: Path,
     docker_config: WriteConfig,
-    monkeypatch: pytest.MonkeyPatch,
+    install_helper: InstallHelper,
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    credential_helper(bin_dir, "kilntoken", {token_registry.host: ("<token>", REFRESH_TOKEN)})
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_helper("kilntoken", {token_registry.host: ("<token>", REFRESH_TOKEN)})
     docker_config({"credHelpers": {token_registry.host: "kilntoken"}})
     before = len(token_server.requests)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import pytest
-from tests.backends.registry.servers import credential_helper
+from tests.backends.registry.conftest import InstallHelper
 
 from kiln.backends.registry.auth import Challenge, Credentials, load_credentials, parse_challenges
 from kiln.errors import RegistryError
@@ -77,11 +76,9 @@ def test_a_broken_auth_value_is_named(tmp_path: Path) -> None:
 
 
 def test_helpers_get_the_server_address_on_stdin_and_hub_its_legacy_url(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, install_helper: InstallHelper
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    credential_helper(bin_dir, "unit", {"https://index.docker.io/v1/": ("hub", "hubsecret")})
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    asked = install_helper("unit", {"https://index.docker.io/v1/": ("hub", "hubsecret")})
     env = _config(tmp_path / "cfg", {"credsStore": "unit", "auths": {"ghcr.io": {"auth": _b64("file:pw")}}})
 
     hub = load_credentials("registry-1.docker.io", env)
@@ -95,7 +92,7 @@ def test_helpers_get_the_server_address_on_stdin_and_hub_its_legacy_url(
     )
     assert fallback is not None
     assert fallback.username == "file"
-    assert (bin_dir / "unit.asked").read_text().splitlines() == ["https://index.docker.io/v1/", "ghcr.io"]
+    assert asked.read_text().splitlines() == ["https://index.docker.io/v1/", "ghcr.io"]
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,17 @@ class Manifest:
         return value
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """One request as an operation asked for it, before authorization and redirects."""
+
+    method: str
+    url: httpx.URL
+    headers: tuple[tuple[str, str], ...]
+    content: bytes | None
+    stream: bool
+
+
 class RegistryClient:
     """The v2 API of one registry (``host[:port]``). Use as a context manager, or call ``close()``.
 
@@ -249,11 +260,16 @@ class RegistryClient:
         A lost connection raises RegistryError (without a status); check the status with ``check``.
         """
         scopes = scopes or (push_scopes(repository) if push else (f"repository:{repository}:pull",))
+        fixed = dict(headers or {})
+        if content is None and method in ("POST", "PUT", "PATCH"):
+            fixed["Content-Length"] = "0"
+        target = httpx.URL(url, params=params) if params else httpx.URL(url)
+        outgoing = _Outgoing(method, target, tuple(fixed.items()), content, stream)
         idempotent = method in ("GET", "HEAD")
         for delay in (*_RETRY_DELAYS, None):
             try:
                 self._ping()
-                response = self._authorized(method, url, headers, params, content, scopes, stream)
+                response = self._authorized(outgoing, scopes)
             except httpx.TransportError as exc:
                 if not idempotent or delay is None or _is_tls_failure(exc):
                     raise self._transport_error(what, repository, exc) from exc
@@ -275,26 +291,17 @@ class RegistryClient:
             time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _authorized(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        content: bytes | None,
-        scopes: tuple[str, ...],
-        stream: bool,
-    ) -> httpx.Response:
+    def _authorized(self, outgoing: _Outgoing, scopes: tuple[str, ...]) -> httpx.Response:
         """Send with the scopes' authorization; on a 401 from the registry, answer its challenge once."""
         authorization = self.auth.header(scopes)
-        response = self._send(method, url, headers, params, content, authorization, stream)
+        response = self._send(outgoing, authorization)
         if response.status_code != 401 or not _same_origin(response.url, self._origin):
             return response
         response.read()
         response.close()
         if not self.auth.challenged(response, scopes, authorization):
             return response
-        response = self._send(method, url, headers, params, content, self.auth.header(scopes), stream)
+        response = self._send(outgoing, self.auth.header(scopes))
         if response.status_code == 401:
             response.read()
         return response
@@ -313,27 +320,17 @@ class RegistryClient:
                 self.auth.learn(response)
             self._pinged = True
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | None,
-        content: bytes | None,
-        authorization: str | None,
-        stream: bool,
-    ) -> httpx.Response:
-        send_headers = dict(headers or {})
-        if content is None and method in ("POST", "PUT", "PATCH"):
-            send_headers["Content-Length"] = "0"
-        target = httpx.URL(url, params=params) if params else httpx.URL(url)
+    def _send(self, outgoing: _Outgoing, authorization: str | None) -> httpx.Response:
+        """Send, following GET/HEAD redirects by hand: credentials go to the registry's origin only."""
+        method, target, stream = outgoing.method, outgoing.url, outgoing.stream
+        send_headers = dict(outgoing.headers)
         for _ in range(_MAX_REDIRECTS + 1):
             if authorization and _same_origin(target, self._origin):
                 send_headers["Authorization"] = authorization
             else:
                 # Object storage behind a redirect gets no registry credential, ever.
                 send_headers.pop("Authorization", None)
-            request = self._http.build_request(method, target, headers=send_headers, content=content)
+            request = self._http.build_request(method, target, headers=send_headers, content=outgoing.content)
             response = self._http.send(request, stream=stream)
             location = response.headers.get("location")
             if response.status_code not in _REDIRECTS or method not in ("GET", "HEAD") or not location:

@@ -110,7 +110,9 @@ def _push_blobs(
                 done[result.digest] = result
                 if progress is not None:  # from this thread: progress displays need not be thread-safe
                     extra = f" from {result.mounted_from}" if result.mounted_from else ""
-                    progress.detail(f"{result.digest[:19]} {result.action}{extra} ({_size(result.size)})")
+                    progress.detail(
+                        f"{result.digest[:19]} {result.action}{extra} ({result.size / 1e6:.1f} MB)"
+                    )
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -156,12 +158,3 @@ def _copy_blob(
                 other.download_blob(source.repository, blob.digest, path)
         sent = client.upload_blob(ref.repository, blob.digest, path, location=location)
     return PushedBlob(blob.digest, blob.descriptor.size, "copied", bytes_sent=sent, mounted_from=None)
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
