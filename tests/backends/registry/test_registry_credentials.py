@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from tests.backends.registry.conftest import InstallHelper
 
-from kiln.backends.registry.auth import Challenge, Credentials, load_credentials, parse_challenges
+from kiln.backends.registry.auth import Challenge, parse_challenges
+from kiln.backends.registry.credentials import Credentials, load_credentials
 from kiln.errors import RegistryError
 
 

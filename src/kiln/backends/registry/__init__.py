@@ -23,16 +23,19 @@ The API the OCI writer uses::
         blob (skipped/mounted/uploaded/copied), ``bytes_uploaded`` how much was sent; ``progress``
         gets one ``detail`` line per blob.
 
-``RegistryClient`` is the v2 HTTP API of one registry underneath (manifests, blobs, mounts,
-uploads); ``auth`` reads Docker's credentials and answers Bearer/Basic challenges. Failures
-raise ``kiln.errors.RegistryError`` naming the registry, repository, operation, HTTP status and
-the registry's error code. See docs/registries.md for auth sources and insecure registries.
+Underneath, one module per concern: ``reference`` (Docker's reference grammar), ``transport``
+(HTTP or HTTPS, CA bundle, proxies, ``KILN_INSECURE_REGISTRIES``), ``credentials`` (Docker's
+config file and credential helpers), ``auth`` (Basic and Bearer challenges, tokens per scope),
+``session`` (the request loop: authorization, redirects that never carry it off the registry,
+retries, errors), ``client`` (``RegistryClient``: manifests, blobs, mounts), ``upload`` (PUT or
+PATCH chunks with resume). Failures raise ``kiln.errors.RegistryError`` naming the registry,
+repository, operation, HTTP status and the registry's error code. See docs/registries.md.
 """
 
 from __future__ import annotations
 
-from kiln.backends.registry.auth import Credentials, load_credentials
 from kiln.backends.registry.client import Manifest, RegistryClient
+from kiln.backends.registry.credentials import Credentials, load_credentials
 from kiln.backends.registry.pull import RemoteBase, fetch_base, stream_layer
 from kiln.backends.registry.push import PushedBlob, PushReport, push_image
 from kiln.backends.registry.reference import Reference, parse_reference

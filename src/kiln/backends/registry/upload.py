@@ -11,14 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import httpx
 
+from kiln.backends.registry.session import RegistrySession
 from kiln.errors import RegistryError
-
-if TYPE_CHECKING:
-    from kiln.backends.registry.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -35,57 +33,69 @@ class _SessionLost(Exception):
         self.sent = sent
 
 
-def start_upload(client: RegistryClient, repository: str) -> str:
+def start_upload(session: RegistrySession, repository: str) -> str:
     """POST a new upload session; returns its location."""
     what = "start blob upload"
-    response = client.request(
-        what, repository, "POST", client.url(repository, "blobs", "uploads/"), push=True
+    response = session.request(
+        what, repository, "POST", session.url(repository, "blobs", "uploads/"), push=True
     )
-    client.check(response, what, repository, 202)
-    return client.location(response, what, repository)
+    session.check(response, what, repository, 202)
+    return session.location(response, what, repository)
 
 
 def upload_blob(
-    client: RegistryClient, repository: str, digest: str, path: Path, *, location: str | None = None
+    session: RegistrySession,
+    chunk_size: int,
+    repository: str,
+    digest: str,
+    path: Path,
+    *,
+    location: str | None = None,
 ) -> int:
     """Upload the file at ``path`` as blob ``digest``; returns the bytes sent (resent ones too)."""
     size = path.stat().st_size
     with path.open("rb") as source:
-        if size <= client.chunk_size:
-            location = location or start_upload(client, repository)
-            _finish(client, repository, digest, location, source.read())
+        if size <= chunk_size:
+            location = location or start_upload(session, repository)
+            _finish(session, repository, digest, location, source.read())
             return size
         try:
-            return _chunked(client, repository, digest, source, size, location)
+            return _chunked(session, chunk_size, repository, digest, source, size, location)
         except _SessionLost as lost:
-            log.info("registry %s: upload of %s lost (%s); starting over", client.registry, digest, lost)
+            log.info("registry %s: upload of %s lost (%s); starting over", session.registry, digest, lost)
             try:
-                return lost.sent + _chunked(client, repository, digest, source, size, None)
+                return lost.sent + _chunked(session, chunk_size, repository, digest, source, size, None)
             except _SessionLost as again:
                 raise RegistryError(
-                    f"registry {client.registry}: upload blob {digest} to repository {repository!r} failed: "
+                    f"registry {session.registry}: upload blob {digest} to repository {repository!r} failed: "
                     f"the registry dropped the upload session twice ({again})",
-                    registry=client.registry,
+                    registry=session.registry,
                     repository=repository,
                 ) from again
 
 
 def _chunked(
-    client: RegistryClient, repository: str, digest: str, source: BinaryIO, size: int, location: str | None
+    session: RegistrySession,
+    chunk_size: int,
+    repository: str,
+    digest: str,
+    source: BinaryIO,
+    size: int,
+    location: str | None,
 ) -> int:
     what = f"upload blob {digest}"
-    location = location or start_upload(client, repository)
+    location = location or start_upload(session, repository)
     offset, sent, failures = 0, 0, 0
     while offset < size:
         source.seek(offset)
-        chunk = source.read(client.chunk_size)
+        chunk = source.read(chunk_size)
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
         }
         response: httpx.Response | None
         try:
-            response = client.request(
+            response = session.request(
                 what, repository, "PATCH", location, headers=headers, content=chunk, push=True
             )
         except RegistryError as exc:
@@ -94,7 +104,7 @@ def _chunked(
             response = None
         sent += len(chunk)
         if response is not None and response.status_code == 202:
-            location = client.location(response, what, repository)
+            location = session.location(response, what, repository)
             offset = _next_offset(response, default=offset + len(chunk))
             failures = 0
             continue
@@ -102,50 +112,50 @@ def _chunked(
         status = "no answer" if response is None else f"HTTP {response.status_code}"
         if failures > MAX_CHUNK_FAILURES:
             if response is not None:
-                client.check(response, what, repository, 202)
+                session.check(response, what, repository, 202)
             raise RegistryError(
-                f"registry {client.registry}: {what} to repository {repository!r} failed: "
+                f"registry {session.registry}: {what} to repository {repository!r} failed: "
                 f"{failures} attempts at the chunk at byte {offset} failed (last: {status})",
-                registry=client.registry,
+                registry=session.registry,
                 repository=repository,
             )
         log.info(
             "registry %s: chunk at byte %d of %s failed (%s); resuming",
-            client.registry,
+            session.registry,
             offset,
             digest,
             status,
         )
-        location, offset = _status(client, repository, digest, location, sent)
-    _finish(client, repository, digest, location, b"")
+        location, offset = _status(session, repository, digest, location, sent)
+    _finish(session, repository, digest, location, b"")
     return sent
 
 
 def _status(
-    client: RegistryClient, repository: str, digest: str, location: str, sent: int
+    session: RegistrySession, repository: str, digest: str, location: str, sent: int
 ) -> tuple[str, int]:
     """Ask where an interrupted upload stands: (its new location, the next offset)."""
     what = f"resume upload of blob {digest}"
-    response = client.request(what, repository, "GET", location, push=True)
+    response = session.request(what, repository, "GET", location, push=True)
     if response.status_code in (400, 404):
-        raise _SessionLost(f"HTTP {response.status_code} {client.error_text(response)}".strip(), sent)
-    client.check(response, what, repository, 204)
-    return client.location(response, what, repository), _next_offset(response, default=0)
+        raise _SessionLost(f"HTTP {response.status_code} {session.error_text(response)}".strip(), sent)
+    session.check(response, what, repository, 204)
+    return session.location(response, what, repository), _next_offset(response, default=0)
 
 
-def _finish(client: RegistryClient, repository: str, digest: str, location: str, data: bytes) -> None:
+def _finish(session: RegistrySession, repository: str, digest: str, location: str, data: bytes) -> None:
     """The closing PUT ``?digest=``, with the last (or only) bytes; the registry must confirm the digest."""
     what = f"upload blob {digest}"
     url = httpx.URL(location).copy_add_param("digest", digest)
     headers = {"Content-Type": "application/octet-stream"}
-    response = client.request(what, repository, "PUT", str(url), headers=headers, content=data, push=True)
-    client.check(response, what, repository, 201)
+    response = session.request(what, repository, "PUT", str(url), headers=headers, content=data, push=True)
+    session.check(response, what, repository, 201)
     confirmed = response.headers.get("docker-content-digest")
     if confirmed and confirmed != digest:
         raise RegistryError(
-            f"registry {client.registry}: {what} to repository {repository!r}: "
+            f"registry {session.registry}: {what} to repository {repository!r}: "
             f"the registry stored {confirmed} instead",
-            registry=client.registry,
+            registry=session.registry,
             repository=repository,
         )
 
