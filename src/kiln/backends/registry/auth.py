@@ -204,7 +204,7 @@ class Authenticator:
                     form["service"] = service
                 if scopes:
                     form["scope"] = " ".join(sorted(scopes))
-                response = self._http.post(url, data=form)
+                response = self._http.post(url, data=form, follow_redirects=True)
             else:
                 params: list[tuple[str, str | int | float | bool | None]] = (
                     [("service", service)] if service else []
@@ -214,7 +214,8 @@ class Authenticator:
                 if creds is not None and creds.basic():
                     headers["Authorization"] = creds.basic() or ""
                     params.append(("account", creds.username or ""))
-                response = self._http.get(url, params=params, headers=headers)
+                # httpx drops Authorization when a redirect leaves the realm's origin.
+                response = self._http.get(url, params=params, headers=headers, follow_redirects=True)
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"registry {self.registry}: the token server {realm} could not be reached: {exc}",

@@ -74,7 +74,7 @@ def load_credentials(registry: str, env: Mapping[str, str] | None = None) -> Cre
         helper = helpers.get("docker.io") or helpers.get("index.docker.io")
     helper = helper or config.get("credsStore")
     if isinstance(helper, str) and helper:
-        found = _from_helper(helper, registry)
+        found = _from_helper(helper, registry, path)
         if found is not None:
             return found
     return _from_auths(config.get("auths"), registry, origin)
@@ -138,14 +138,14 @@ def _from_auths(auths: object, registry: str, origin: str) -> Credentials | None
     return None
 
 
-def _from_helper(name: str, registry: str) -> Credentials | None:
+def _from_helper(name: str, registry: str, config: Path) -> Credentials | None:
     program = f"docker-credential-{name}"
     binary = shutil.which(program)
     if binary is None:
         raise RegistryError(
             f"Docker's config names the credential helper {name!r} for {registry}, "
             f"but {program} is not on PATH",
-            hint=f"install {program}, or remove it from credHelpers/credsStore in {docker_config_path()}",
+            hint=f"install {program}, or remove it from credHelpers/credsStore in {config}",
         )
     address = server_address(registry)
     try:

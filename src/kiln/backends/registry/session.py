@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 import httpx
 
@@ -231,7 +232,8 @@ class RegistrySession:
         """``CODE message`` from a registry's JSON error body, or ``""``."""
         return " ".join(part for part in _registry_error(response) if part)
 
-    def mismatch(self, repository: str, what: str, expected: str, got: str) -> None:
+    def mismatch(self, repository: str, what: str, expected: str, got: str) -> NoReturn:
+        """Raise: the content's digest is not the one expected (a corrupt transfer or a lying registry)."""
         raise RegistryError(
             f"registry {self.registry}: {what} in repository {repository!r}: content digest {got} does not "
             f"match the expected {expected}",
