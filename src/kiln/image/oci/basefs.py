@@ -198,6 +198,10 @@ def index_layers(count: int, open_layer: LayerOpener, files: Path) -> dict[str, 
             _remove_below(index, path, include_self=True)
         for row in added:
             index[row.entry.path] = row
+            parent = posixpath.dirname(row.entry.path)
+            while parent != "/" and parent not in index:  # a tar may leave its parents implied
+                index[parent] = Indexed(FileEntry(parent, "dir", 0o755), number)
+                parent = posixpath.dirname(parent)
     return index
 
 

@@ -134,7 +134,7 @@ def image_config(
         "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": [*base_diff_ids, *(h.diff_id for h in history)]},
         "history": [
-            *_base_history(base, len(base_diff_ids)),
+            *_base_history(base, len(base_diff_ids), stamp),
             *(
                 {"created": stamp, "created_by": h.created_by, "comment": f"kiln {__version__}"}
                 for h in history
@@ -153,9 +153,10 @@ def image_config(
     return config
 
 
-def _base_history(base: Mapping[str, Any], layers: int) -> list[dict[str, Any]]:
-    """The base's history when it accounts for its layers, else one plain entry per layer."""
+def _base_history(base: Mapping[str, Any], layers: int, stamp: str) -> list[dict[str, Any]]:
+    """The base's history when it accounts for its layers, else one plain entry per layer; every
+    entry with a ``created`` time (some tools, umoci 0.4 among them, fail on one without)."""
     history = [dict(item) for item in base.get("history") or [] if isinstance(item, Mapping)]
-    if sum(not item.get("empty_layer", False) for item in history) == layers:
-        return history
-    return [{"created_by": "base image layer"} for _ in range(layers)]
+    if sum(not item.get("empty_layer", False) for item in history) != layers:
+        history = [{"created_by": "base image layer"} for _ in range(layers)]
+    return [item if item.get("created") else {**item, "created": stamp} for item in history]
