@@ -85,6 +85,7 @@ def assemble(folder: Path, layers: list[Blob], *, container_config: dict[str, An
 
 def saved_base(folder: Path, image: str) -> tuple[list[Blob], dict[str, Any]]:
     """``docker save image`` as gzip'd layer blobs (base first) and the image's container config."""
+    folder.mkdir(parents=True, exist_ok=True)
     archive = folder / "saved.tar"
     subprocess.run(
         ["docker", "save", "--output", str(archive), image], check=True, capture_output=True, timeout=600
