@@ -216,6 +216,10 @@ class FaultProxy:
     fault: Callable[[str, str], Fault | None] = lambda method, path: None
     seen: list[tuple[str, str, str]] = field(default_factory=list)
     """(method, path, what happened: forwarded / drop-request / drop-response)."""
+    gate: Callable[[str, str], threading.Barrier | None] = lambda method, path: None
+    """A barrier that matching requests wait at before being forwarded (to prove they overlap)."""
+    gate_broken: bool = False
+    """A gated request gave up waiting: fewer requests were in flight at once than the barrier's parties."""
     host: str = ""
 
     @contextmanager
@@ -231,6 +235,12 @@ class _ProxyHandler(_Quiet):
         body = self.body()
         fault = owner.fault(self.command, self.path)
         owner.seen.append((self.command, self.path.split("?")[0], fault or "forwarded"))
+        barrier = owner.gate(self.command, self.path)
+        if barrier is not None:
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                owner.gate_broken = True
         if fault == "drop-request":
             self.close_connection = True
             return

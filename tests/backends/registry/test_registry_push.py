@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 from tests.backends.recording import RecordingProgress
 from tests.backends.registry.conftest import repo
 from tests.backends.registry.images import assemble, layer
+from tests.backends.registry.servers import FaultProxy
 from tests.registry_support import Registry
 
 from kiln.backends.registry import RegistryClient, fetch_base, push_image
@@ -136,3 +138,18 @@ def test_registry_errors_name_registry_repository_operation_status_and_code(regi
         f"registry {registry.host}: get manifest 'nope' in repository '{name}' failed: "
         "HTTP 404 MANIFEST_UNKNOWN: manifest unknown"
     )
+
+
+def test_blobs_go_up_in_parallel(registry: Registry, tmp_path: Path) -> None:
+    """Four blobs, four jobs: the proxy holds each blob HEAD until all four are in flight at once."""
+    image = assemble(tmp_path, [layer(tmp_path, {f"f{i}": os.urandom(1000)}) for i in range(3)])
+    barrier = threading.Barrier(len(image.blobs()), timeout=20)
+
+    def gate(method: str, path: str) -> threading.Barrier | None:
+        return barrier if method == "HEAD" and "/blobs/" in path else None
+
+    with FaultProxy(registry.host, gate=gate).running() as proxy:
+        report = push_image(image, f"{proxy.host}/{repo('parallel')}:1", jobs=4)
+
+    assert not proxy.gate_broken
+    assert len(report.digests("uploaded")) == 4
