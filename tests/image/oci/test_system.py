@@ -156,3 +156,38 @@ def test_a_package_the_base_release_does_not_have_is_apts_error(
     assert "for base image 'kiln-test/python:3.11-slim' failed" in caught.value.message
     assert "Unable to locate package kiln-no-such-package" in (caught.value.log_tail or "")
     shutil.rmtree(tmp_path / "tree", ignore_errors=True)
+
+
+def test_install_java_gives_a_jre_on_path_with_the_systems_ca_keystore(
+    nginx_tree: NginxTree, base_rootfs: RootDirectory, layered_image: LayeredImage, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    installed = install_system_packages(
+        tmp_path / "tree",
+        packages=["nginx", "default-jre-headless"],
+        base=base_rootfs,
+        arch="amd64",
+        cache_dir=nginx_tree.cache,
+        progress=messages.append,
+    )
+    assert "default-jre-headless" in [item.split("=")[0] for item in installed]
+    pems = [name for name in base_rootfs.listdir("/etc/ssl/certs") if name.endswith(".pem")]
+    assert f"wrote /etc/ssl/certs/java/cacerts with {len(pems)} CA certificates" in messages
+    tag = layered_image.build(tmp_path / "tree")
+    check = (
+        "public class T { public static void main(String[] a) throws Exception {"
+        ' var f = javax.net.ssl.TrustManagerFactory.getInstance("PKIX");'
+        " f.init((java.security.KeyStore) null);"
+        " var manager = (javax.net.ssl.X509TrustManager) f.getTrustManagers()[0];"
+        " System.out.println(manager.getAcceptedIssuers().length); } }"
+    )
+    script = (
+        f"set -e; java -version; update-alternatives --query java | grep '^Value: '; "
+        f"printf '%s' '{check}' > /tmp/T.java; java /tmp/T.java; /usr/lib/jvm/default-java/bin/java -version"
+    )
+    done = docker("run", "--rm", "--user", "10001:0", "--network", "none", tag, "sh", "-c", script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'openjdk version "17.' in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Value: /usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+    assert lines[1] == str(len(pems))  # Java's default trust store holds the system's CA certificates

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import BuildError
+from kiln.image.oci.apt import ListableFiles
 from kiln.image.oci.basefs import realpath
-from kiln.image.oci.types import BaseFiles, FileEntry
+from kiln.image.oci.types import FileEntry
 
 # dpkg's field order in /var/lib/dpkg/status; other fields follow in the package's order.
 _STATUS_ORDER = (
@@ -53,10 +54,10 @@ class Unpacked:
     """(member, bytes, mode) of the control files dpkg keeps in ``info/``."""
 
 
-class _Merged:
-    """The base's files with the staging root's on top: where dpkg would see what is there."""
+class Overlay:
+    """The base's files with the staging root's on top: what dpkg (or a postinst) would see."""
 
-    def __init__(self, base: BaseFiles, root: Path) -> None:
+    def __init__(self, base: ListableFiles, root: Path) -> None:
         self.base = base
         self.root = root
 
@@ -75,15 +76,21 @@ class _Merged:
         host = self.root / real.lstrip("/")
         return host.read_bytes() if host.is_file() else self.base.read(real)
 
+    def listdir(self, path: str) -> list[str]:
+        real = realpath(self, path) or path
+        host = self.root / real.lstrip("/")
+        mine = {child.name for child in host.iterdir()} if host.is_dir() and not host.is_symlink() else set()
+        return sorted(mine | set(self.base.listdir(real)))
 
-def unpack(deb: Path, root: Path, base: BaseFiles) -> Unpacked:
+
+def unpack(deb: Path, root: Path, base: ListableFiles) -> Unpacked:
     """Unpack ``deb`` under ``root`` (the image's ``/``) over ``base``; BuildError for a bad package."""
     control = _members(_dpkg_deb("--ctrl-tarfile", deb))
     if "control" not in control:
         raise BuildError(f"{deb.name} has no control file (not a Debian package?)")
     fields = _parse_control(control["control"][0].decode("utf-8"))
     package, version = fields.get("Package", ""), fields.get("Version", "")
-    merged = _Merged(base, root)
+    merged = Overlay(base, root)
     paths = _extract(deb, root, merged)
     conffiles = [line.strip() for line in control.get("conffiles", (b"", 0))[0].decode().splitlines()]
     sums = [f" {path} {_md5(merged, path)}" for path in conffiles if path]
@@ -128,7 +135,7 @@ def _members(tar_bytes: bytes) -> dict[str, tuple[bytes, int]]:
     return found
 
 
-def _extract(deb: Path, root: Path, merged: _Merged) -> tuple[str, ...]:
+def _extract(deb: Path, root: Path, merged: Overlay) -> tuple[str, ...]:
     """Write the package's files under ``root``; return its paths in dpkg's ``.list`` form."""
     listed: list[str] = []
     data = _dpkg_deb("--fsys-tarfile", deb)
@@ -154,7 +161,7 @@ def _image_path(name: str, deb: Path) -> str:
 
 
 def _write(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, root: Path, merged: _Merged, deb: Path
+    tar: tarfile.TarFile, member: tarfile.TarInfo, target: str, root: Path, merged: Overlay, deb: Path
 ) -> None:
     host = root / target.lstrip("/")
     existing = merged.entry(target)
@@ -198,7 +205,7 @@ def _check_inside(host: Path, root: Path, deb: Path) -> None:
             )
 
 
-def _md5(merged: _Merged, path: str) -> str:
+def _md5(merged: Overlay, path: str) -> str:
     """md5 of a conffile as unpacked (dpkg records it so a later upgrade knows it is unchanged)."""
     data = merged.read(path)
     return hashlib.md5(data, usedforsecurity=False).hexdigest() if data is not None else "newconffile"

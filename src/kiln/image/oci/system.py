@@ -25,8 +25,9 @@ from pathlib import Path
 
 from kiln.env.cache import place, sha256_file, store_file
 from kiln.errors import BuildError
+from kiln.image.oci import postinst
 from kiln.image.oci.apt import ListableFiles, PlannedDeb, PrivateApt
-from kiln.image.oci.debs import Unpacked, stanzas, unpack
+from kiln.image.oci.debs import Overlay, Unpacked, stanzas, unpack
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def install_system_packages(
         debs = _fetch(apt, planned, missing, cache_dir, say)
         unpacked = [unpack(deb, dest, base) for deb in debs]
     _record(dest, status, unpacked, base, arch=debian_arch, requested=set(missing))
+    for line in postinst.finish(dest, Overlay(base, dest), unpacked):
+        say(line)
     return tuple(f"{u.package}={u.version}" for u in unpacked)
 
 
