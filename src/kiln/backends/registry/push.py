@@ -82,6 +82,14 @@ def push_image(
         raise ValueError(
             f"Image.manifest_descriptor says {image.digest}, but the manifest bytes hash otherwise"
         )
+    nowhere = next((blob for blob in image.blobs() if blob.path is None and not blob.source), None)
+    if nowhere is not None:
+        raise RegistryError(
+            f"cannot push blob {nowhere.digest} to {ref.name}: it has no local file and no registry it "
+            "can be mounted or fetched from",
+            registry=ref.registry,
+            repository=ref.repository,
+        )
     started = time.monotonic()
     with RegistryClient(ref.registry, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE) as client:
         pushed = _push_blobs(client, ref, image.blobs(), progress, jobs)
@@ -134,13 +142,7 @@ def _push_blob(client: RegistryClient, ref: Reference, blob: Blob) -> PushedBlob
     if blob.path is not None:
         sent = client.upload_blob(repository, digest, blob.path, location=location)
         return PushedBlob(digest, size, "uploaded", bytes_sent=sent)
-    if source is None:
-        raise RegistryError(
-            f"cannot push blob {digest} to {ref.name}: it has no local file and no registry it can be "
-            "mounted or fetched from",
-            registry=ref.registry,
-            repository=repository,
-        )
+    assert source is not None  # push_image refused blobs with neither
     return _copy_blob(client, ref, blob, source, location)
 
 
