@@ -191,3 +191,32 @@ def test_install_java_gives_a_jre_on_path_with_the_systems_ca_keystore(
     lines = done.stdout.splitlines()
     assert lines[0] == "Value: /usr/lib/jvm/java-17-openjdk-amd64/bin/java"
     assert lines[1] == str(len(pems))  # Java's default trust store holds the system's CA certificates
+
+
+def test_deb822_sources_with_signed_by_keys_from_the_base(
+    nginx_tree: NginxTree, base_rootfs: RootDirectory, tmp_path: Path
+) -> None:
+    """The layout of the official python:X.Y-slim images: no sources.list, a debian.sources whose
+    Signed-By names a keyring inside the base (copied out for the host's apt)."""
+    upper = tmp_path / "upper"
+    (upper / "etc/apt/sources.list.d").mkdir(parents=True)
+    (upper / "etc/apt/sources.list.d/debian.sources").write_text(
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    hidden = ("/etc/apt/sources.list", "/etc/apt/trusted.gpg.d")  # only the Signed-By key is trusted
+    base = Layered(base_rootfs, RootDirectory(upper), hidden)
+    installed = install_system_packages(
+        tmp_path / "tree", packages=["nginx"], base=base, arch="amd64", cache_dir=nginx_tree.cache
+    )
+    assert installed == nginx_tree.installed
+
+    missing = tmp_path / "missing"
+    shutil.copytree(upper, missing)
+    text = (missing / "etc/apt/sources.list.d/debian.sources").read_text()
+    (missing / "etc/apt/sources.list.d/debian.sources").write_text(text.replace("keyring.gpg", "nokey.gpg"))
+    with pytest.raises(BuildError, match=r"names the apt key /usr/share/keyrings/debian-archive-nokey\.gpg"):
+        install_system_packages(
+            tmp_path / "tree2", packages=["nginx"], base=Layered(base_rootfs, RootDirectory(missing), hidden),
+            arch="amd64", cache_dir=nginx_tree.cache,
+        )  # fmt: skip

@@ -36,20 +36,28 @@ class RootDirectory(DirectoryFiles):
 
 
 class Layered:
-    """Files of ``upper`` over ``lower`` (a tree kiln wrote, seen on top of its base)."""
+    """Files of ``upper`` over ``lower`` (a tree kiln wrote, seen on top of its base); paths under
+    ``hidden`` are gone from ``lower`` (as whiteouts would make them)."""
 
-    def __init__(self, lower: RootDirectory, upper: RootDirectory) -> None:
-        self.lower, self.upper = lower, upper
+    def __init__(self, lower: RootDirectory, upper: RootDirectory, hidden: tuple[str, ...] = ()) -> None:
+        self.lower, self.upper, self.hidden = lower, upper, hidden
+
+    def _gone(self, path: str) -> bool:
+        return any(path == h or path.startswith(h.rstrip("/") + "/") for h in self.hidden)
 
     def entry(self, path: str) -> FileEntry | None:
-        return self.upper.entry(path) or self.lower.entry(path)
+        return self.upper.entry(path) or (None if self._gone(path) else self.lower.entry(path))
 
     def read(self, path: str) -> bytes | None:
         real = realpath(self, path) or path
-        return self.upper.read(real) if self.upper.entry(real) is not None else self.lower.read(real)
+        if self.upper.entry(real) is not None:
+            return self.upper.read(real)
+        return None if self._gone(real) else self.lower.read(real)
 
     def listdir(self, path: str) -> list[str]:
-        return sorted(set(self.lower.listdir(path)) | set(self.upper.listdir(path)))
+        lower = [] if self._gone(path) else self.lower.listdir(path)
+        below = [name for name in lower if not self._gone(posixpath.join(path, name))]
+        return sorted(set(below) | set(self.upper.listdir(path)))
 
 
 @dataclass(frozen=True)

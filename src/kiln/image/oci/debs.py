@@ -181,7 +181,10 @@ def _write(
     elif member.islnk():
         linked = posixpath.normpath("/" + member.linkname)
         parent = realpath(merged, posixpath.dirname(linked)) or posixpath.dirname(linked)
-        os.link(root / parent.lstrip("/") / posixpath.basename(linked), host)
+        try:
+            os.link(root / parent.lstrip("/") / posixpath.basename(linked), host)
+        except OSError as exc:
+            raise BuildError(f"{deb.name} hard-links {member.name} to {linked}, not in the package") from exc
     elif member.isreg():
         handle = tar.extractfile(member)
         if handle is None:
