@@ -11,7 +11,10 @@ from tests.image.oci.venv_support import RootDirectory
 from kiln.image.oci.basefs import DirectoryFiles
 from kiln.image.oci.venv import local_scheme, write_venv
 
-ACTIVATE = 'VIRTUAL_ENV=__VENV_DIR__\nPS1=__VENV_PROMPT__"${PS1:-}"\nexport PATH="$VIRTUAL_ENV/"__VENV_BIN_NAME__":$PATH"\n'
+ACTIVATE = (
+    'VIRTUAL_ENV=__VENV_DIR__\nPS1=__VENV_PROMPT__"${PS1:-}"\n'
+    'export PATH="$VIRTUAL_ENV/"__VENV_BIN_NAME__":$PATH"\n'
+)
 
 
 def python_tree(root: Path, prefix: str, minor: str = "3.12") -> None:
