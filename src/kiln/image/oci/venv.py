@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kiln import contract
@@ -27,6 +27,7 @@ from kiln.errors import BuildError
 from kiln.image.dockerfile import is_pruned
 from kiln.image.oci.basefs import DirectoryFiles, is_dir, realpath
 from kiln.image.oci.pyinstall import (
+    Installed,
     Scheme,
     compile_bytecode,
     host_python_for,
@@ -62,12 +63,7 @@ def install_environment(
     skips bytecode (see ``kiln.image.oci.pyinstall``). Raises BuildError for what cannot
     be installed without running the image, DependencyError for a hash mismatch.
     """
-    if spec.env_manager == "conda":
-        raise BuildError(
-            "--env-manager conda cannot be installed by --backend oci: conda solves and links "
-            "the environment inside the image",
-            hint="build it with --backend docker, or use --env-manager virtualenv or uv",
-        )
+    _refuse_conda(spec)
     if env.lock_file is None or env.wheelhouse is None:
         raise BuildError(f"the {spec.env_manager} environment has no lock and wheelhouse to install")
     lock = scrub_lock(env.lock_file.read_text(encoding="utf-8"))
@@ -86,11 +82,8 @@ def install_environment(
     installed = install_wheels(dest, [w.path for w in wheels], scheme, requested=True)
     if spec.prune_package_tests:
         prune_tests(dest, scheme.site_packages)
-    python = host_python_for(spec.python_version) if compile else None
-    if python is not None:
-        compile_bytecode(dest, installed, python)
-    elif compile:
-        log.info("no Python %s on this host: the image's packages get no bytecode", spec.python_version)
+    if compile:
+        _bytecode(dest, installed, spec.python_version)
     lock_path = _host(dest, contract.LOCK_PATH)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path.write_text(lock, encoding="utf-8")
@@ -109,19 +102,34 @@ def install_kiln(
     """Write the kiln layer under ``dest``: kiln's wheel without dependencies into the environment's
     site-packages, plus, for a model-agnostic image, the installer wheel kept for the opt-in
     install at start (``/opt/kiln/installer``)."""
-    if spec.env_manager == "conda":
-        raise BuildError("--env-manager conda cannot be installed by --backend oci", hint=DOCKER_HINT)
+    _refuse_conda(spec)
     scheme = _scheme(spec, base)  # a bundled Python only goes with a venv, whose scheme needs no files
     dest.mkdir(parents=True, exist_ok=True)
     installed = install_wheels(dest, [kiln_wheel], scheme, requested=True)
-    python = host_python_for(spec.python_version) if compile else None
-    if python is not None:
-        compile_bytecode(dest, installed, python)
+    if compile:
+        _bytecode(dest, installed, spec.python_version)
     if spec.model_agnostic and spec.files.installer and installer_wheel is not None:
         target = _host(dest, contract.INSTALLER_DIR) / installer_wheel.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(installer_wheel, target)
     normalize_modes(dest)
+
+
+def _refuse_conda(spec: ImageSpec) -> None:
+    if spec.env_manager == "conda":
+        raise BuildError(
+            "--env-manager conda cannot be installed by --backend oci: conda solves and links "
+            "the environment inside the image",
+            hint="build it with --backend docker, or use --env-manager virtualenv or uv",
+        )
+
+
+def _bytecode(dest: Path, installed: Sequence[Installed], version: str) -> None:
+    python = host_python_for(version)
+    if python is None:
+        log.info("no Python %s on this host: the image's packages get no bytecode", version)
+        return
+    compile_bytecode(dest, installed, python)
 
 
 def write_venv(dest: Path, *, python: str, version: str, files: BaseFiles) -> None:
