@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -158,8 +159,8 @@ def test_no_stack_trace_reaches_a_client_by_default(
 def test_nginx_does_not_say_its_version(hardened: Container, record_property: RecordProperty) -> None:
     host, port = hardened.url.removeprefix("http://").rsplit(":", 1)
     requests = {
-        "GET /ping": b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
-        "404": b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /ping": b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "404": b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "body over the limit": b"POST /invocations HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/json\r\nContent-Length: 999999999999\r\n\r\n",
         "malformed request line": b"GET /\x01 HTTP/9.9\r\n\r\n",
@@ -242,14 +243,20 @@ def _bound_ports(table: str, text: str) -> set[int]:
 
 
 def _raw(host: str, port: int, request: bytes) -> bytes:
-    """Send ``request`` as is and read the answer until the server closes or stops sending."""
+    """Send ``request`` as is; read the answer (head and Content-Length bytes), or all before a close."""
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except (TimeoutError, ConnectionResetError):
-            pass
-    return b"".join(chunks)
+        answer = b""
+        with suppress(TimeoutError, ConnectionResetError):
+            while b"\r\n\r\n" not in answer or len(answer) < _expected_length(answer):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    return answer
+
+
+def _expected_length(answer: bytes) -> int:
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return len(head) + 4 + (int(found.group(1)) if found else 0)
