@@ -56,11 +56,13 @@ def test_document_matches_golden(scenario: str, model_dir: Callable[[str], Path]
     path = GOLDEN / f"{scenario}.json"
     if UPDATE:
         path.write_text(text)
-    assert text == path.read_text(), f"{path.name} differs; rerun with KILN_UPDATE_GOLDEN=1 and review the diff"
+    assert text == path.read_text(), f"{path.name} differs; rerun with KILN_UPDATE_GOLDEN=1, review the diff"
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_document_is_valid_openapi_and_its_example_fits(scenario: str, model_dir: Callable[[str], Path]) -> None:
+def test_document_is_valid_openapi_and_its_example_fits(
+    scenario: str, model_dir: Callable[[str], Path]
+) -> None:
     document = _document(model_dir(scenario))
     loaded = schemathesis.openapi.from_dict(document)
     operations = [result.ok() for result in loaded.get_all_operations()]  # raises on an invalid operation
@@ -83,6 +85,18 @@ def test_column_signature_gives_names_types_and_required(model_dir: Callable[[st
     }
 
 
+def test_split_needs_columns_for_named_columns(
+    kiln_url: Callable[..., str], model_dir: Callable[[str], Path]
+) -> None:
+    # schemathesis found the document allowing `data` without `columns`, which MLflow refuses
+    # for a signature of named columns (its rows would have columns 0..n-1).
+    schemas = _document(model_dir("sklearn_iris"))["components"]["schemas"]
+    split = schemas["DataframeSplitRequest"]["properties"]["dataframe_split"]
+    assert split["required"] == ["columns", "data"]
+    body = {"dataframe_split": {"data": [[5.1, 3.5, 1.4, 0.2]]}}
+    assert httpx.post(kiln_url("sklearn_iris") + "/invocations", json=body).status_code == 400
+
+
 def test_tensor_signature_gives_the_shape(model_dir: Callable[[str], Path]) -> None:
     schemas = _document(model_dir("sklearn_tensor"))["components"]["schemas"]
     assert schemas["InputsRequest"]["properties"]["inputs"] == {
@@ -99,7 +113,9 @@ def test_settings_shape_the_document(model_dir: Callable[[str], Path]) -> None:
     assert "2048 bytes" in invocations["responses"]["413"]["description"]
 
 
-def test_served_document_is_the_models(kiln_url: Callable[..., str], model_dir: Callable[[str], Path]) -> None:
+def test_served_document_is_the_models(
+    kiln_url: Callable[..., str], model_dir: Callable[[str], Path]
+) -> None:
     model = model_dir("sklearn_iris")
     url = kiln_url("sklearn_iris", max_body_size=4096)
     answer = httpx.get(url + "/openapi.json")

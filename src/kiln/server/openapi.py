@@ -172,9 +172,9 @@ def _columns_split(signature: Signature) -> dict[str, Any]:
         columns["minItems"] = columns["maxItems"] = len(names)
     return {
         "type": "object",
-        "description": "Rows in `data`, their values in the order of `columns` (default: "
-        f"the signature's order, {', '.join(names)}).",
-        "required": ["data"],
+        "description": "Rows in `data`, their values in the order of `columns`, which names "
+        "the signature's columns in any order (MLflow matches columns by name).",
+        "required": ["columns", "data"],
         "properties": {
             "columns": columns,
             "index": {"type": "array"},

@@ -57,6 +57,14 @@ class Snapshot:
     nginx_master: int | None
 
 
+@dataclass(frozen=True)
+class Health:
+    """What was wrong afterwards; ``crashed``: processes that died (workers, nginx, the supervisor)."""
+
+    problems: list[str]
+    crashed: int
+
+
 @dataclass
 class FuzzTarget:
     run: Running
@@ -80,18 +88,21 @@ class FuzzTarget:
         workers = tuple(sorted(self.run.workers())) if alive else ()
         return Snapshot(alive, workers, self.run.nginx_master() if alive else None)
 
-    def check(self, before: Snapshot) -> list[str]:
+    def check(self, before: Snapshot) -> Health:
         """Everything that is not as it was before, and a wrong answer to the probe."""
         after = self.snapshot()
         found = []
+        crashed = len(set(before.workers) - set(after.workers))
         if not after.supervisor_alive:
             found.append(f"the supervisor exited with {self.run.process.returncode}")
+            crashed += 1
         if after.workers != before.workers:
             found.append(f"worker processes changed: {before.workers} -> {after.workers} (one died)")
         if after.nginx_master != before.nginx_master:
             found.append(f"nginx master changed: {before.nginx_master} -> {after.nginx_master}")
+            crashed += 1
         found += self.probe_problems()
-        return found
+        return Health(found, crashed)
 
     def probe_problems(self) -> list[str]:
         try:

@@ -79,4 +79,4 @@ def test_the_server_is_unharmed(target: FuzzTarget) -> None:
     before = target.snapshot()
     for data in MALFORMED.values():
         send(target.host, target.port, RawRequest.exact(data))
-    assert target.check(before) == []
+    assert target.check(before).problems == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 DOCUMENTED_5XX = frozenset({504})
@@ -132,9 +131,3 @@ def error_shape(answer: Answer) -> list[str]:
     if not isinstance(body.get("error_code"), str) or not isinstance(body.get("message"), str):
         return [f"{answer.status} without string error_code and message"]
     return []
-
-
-def statuses_text(counts: dict[int | None, int]) -> str:
-    """``'200: 12, 400: 900, none: 3'`` (none: the client cut the upload and left)."""
-    keys: Sequence[int | None] = sorted(counts, key=lambda k: -1 if k is None else k)
-    return ", ".join(f"{'none' if k is None else k}: {counts[k]:,}" for k in keys)
