@@ -13,6 +13,8 @@ client that maps them keeps working):
 413    ``REQUEST_LIMIT_EXCEEDED``   body larger than ``max_body_size``
 415    ``BAD_REQUEST``              missing or unsupported Content-Type
 500    ``INTERNAL_ERROR``           kiln itself failed (e.g. an unserialisable result)
+503    ``TEMPORARILY_UNAVAILABLE``  the worker's queue is full (``max_queue``), or the
+                                    model is still loading; with ``Retry-After``
 504    ``DEADLINE_EXCEEDED``        parse + predict did not finish within ``request_timeout``
 =====  ===========================  ==================================================
 
@@ -40,6 +42,7 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
 REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
 
 JSON_MEDIA_TYPE = "application/json"
 

@@ -17,10 +17,11 @@ from kiln.server.errors import (
     DEADLINE_EXCEEDED,
     INTERNAL_ERROR,
     REQUEST_LIMIT_EXCEEDED,
+    TEMPORARILY_UNAVAILABLE,
     ScoringFailure,
     error_body,
 )
-from kiln.server.overload import RETRY_AFTER_HEADER, TEMPORARILY_UNAVAILABLE, QueueGate
+from kiln.server.overload import RETRY_AFTER_HEADER, QueueGate
 from kiln.server.state import ServerState
 from kiln.server.timeout import PredictTimeout
 

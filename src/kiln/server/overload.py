@@ -16,9 +16,8 @@ answering under any load. The design, and how the default was chosen: docs/scori
 
 from __future__ import annotations
 
-from kiln.server.errors import error_body
+from kiln.server.errors import TEMPORARILY_UNAVAILABLE, error_body
 
-TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
 RETRY_AFTER_SECONDS = 1
 """The ``Retry-After`` of every 503: long enough for the queue to move, short enough not to idle."""
 RETRY_AFTER_HEADER = (b"retry-after", str(RETRY_AFTER_SECONDS).encode("ascii"))
