@@ -80,6 +80,8 @@ def limited(base: Any) -> Any:
             if not self._in_head:
                 if self._timer is not None:  # a body is arriving: restart its idle clock
                     self._arm(BODY_TIMEOUT, self._body_timed_out)
+                # The next request may start inside this read; its head then gets up to one
+                # read (<= 256 KiB) more than the limit, which bounds memory all the same.
                 super().data_received(data)
                 return
             # Feed the head in slices, so that no more than the limit is parsed before refusing.
