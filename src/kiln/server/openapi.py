@@ -274,10 +274,9 @@ def _invocations(
             "serving_input_example": {"summary": "The model's own example", "value": example}
         }
     header = ", ".join(signature.column_names) or "the model's columns"
-    content: dict[str, Any] = {
-        JSON: json_body,
-        CSV: {"schema": {"type": "string", "description": f"CSV with a header row ({header})."}},
-    }
+    content: dict[str, Any] = {JSON: json_body}
+    if signature.csv_readable:
+        content[CSV] = {"schema": {"type": "string", "description": f"CSV with a header row ({header})."}}
     if parquet:
         content[PARQUET] = {"schema": {"type": "string", "format": "binary"}}
     unwrapped = "ChatRequest" in variants

@@ -26,6 +26,8 @@ _INT_RANGES = {
     "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
+SCALAR_TYPES = frozenset({"boolean", "integer", "long", "float", "double", "string", "binary", "datetime"})
+"""MLflow's ``DataType`` names: the column types that have a pandas type."""
 _COLUMN_TYPES: dict[str, dict[str, Any]] = {
     "boolean": {"type": "boolean"},
     "integer": {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1},
@@ -57,6 +59,15 @@ class Signature:
     @property
     def is_tensor(self) -> bool:
         return bool(self.inputs) and all(spec.get("type") == "tensor" for spec in self.inputs or ())
+
+    @property
+    def csv_readable(self) -> bool:
+        """Whether a CSV body can be read for this signature: none, or only scalar columns.
+
+        MLflow reads CSV with the signature's pandas types, which tensors and nested
+        (array, object, map, any) columns do not have: every CSV body gets 400.
+        """
+        return all(spec.get("type") in SCALAR_TYPES for spec in self.inputs or ())
 
     @property
     def column_names(self) -> tuple[str, ...]:
