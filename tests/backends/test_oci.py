@@ -1,0 +1,105 @@
+"""The OCI backend's options: outputs, pushes, SOURCE_DATE_EPOCH; errors come before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln import api
+from kiln.backends.base import BUILDERS, get_builder
+from kiln.backends.oci import OciBuilder, Output, check_targets, parse_output, source_date_epoch
+from kiln.errors import UsageError
+
+NO_ENGINE = {"KILN_DOCKER": "false", "PATH": "/usr/bin:/bin"}
+"""A "docker" client that answers nothing: /bin/false exits 1 for ``false version``."""
+
+
+def test_outputs_parse() -> None:
+    assert parse_output("docker") == Output("docker")
+    assert parse_output("docker-archive:out/image.tar") == Output(
+        "docker-archive", Path("out/image.tar").absolute()
+    )
+    assert parse_output("oci:out/layout") == Output("oci", Path("out/layout").absolute())
+    assert parse_output("oci:out/layout:v1") == Output("oci", Path("out/layout").absolute(), "v1")
+    assert str(parse_output("oci:/x:v1")) == "oci:/x:v1"
+
+
+@pytest.mark.parametrize(
+    "text", ["dockr", "tar:image.tar", "oci:", "docker-archive:", "registry.example.com/x:1"]
+)
+def test_unknown_outputs_name_the_forms(text: str) -> None:
+    with pytest.raises(UsageError, match="oci:DIR\\[:TAG\\], docker-archive:FILE or docker"):
+        parse_output(text)
+
+
+def test_targets_are_checked_and_default_to_docker_only_with_an_engine() -> None:
+    assert check_targets(["oci:/tmp/x"], ["127.0.0.1:5000/team/model:1"]) == ("oci:/tmp/x",)
+    assert check_targets([], ["127.0.0.1:5000/team/model:1"]) == ()
+    with pytest.raises(UsageError, match=r"invalid image reference 'Not A Reference!'.* must be lowercase"):
+        check_targets([], ["Not A Reference!"])
+    with pytest.raises(
+        UsageError, match="--backend oci needs --output or --push when no Docker engine answers"
+    ):
+        check_targets([], [], NO_ENGINE)
+
+
+def test_source_date_epoch() -> None:
+    assert source_date_epoch({}) == 0
+    assert source_date_epoch({"SOURCE_DATE_EPOCH": "1700000000"}) == 1700000000
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH='yesterday' is not a whole number"):
+        source_date_epoch({"SOURCE_DATE_EPOCH": "yesterday"})
+
+
+def test_the_backend_is_registered() -> None:
+    assert set(BUILDERS) == {"docker", "oci"}
+    assert isinstance(get_builder("oci"), OciBuilder)
+    with pytest.raises(UsageError, match="unknown backend 'podman' \\(expected one of docker, oci\\)"):
+        get_builder("podman")
+
+
+def test_outputs_need_the_oci_backend(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--output and --push need --backend oci"):
+        api.build(tmp_path / "no-model", name="x:1", output=["oci:/tmp/x"])
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "kiln", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--output", "tarball:x.tar"], None, "--output 'tarball:x.tar' is not a known output"),
+        ([], NO_ENGINE, "--backend oci needs --output or --push when no Docker engine answers"),
+        (["--push", "Bad Reference"], None, "Bad Reference"),
+        (
+            ["--output", "docker-archive:x.tar", "--smoke-test"],
+            None,
+            "--smoke-test with --backend oci needs --output docker",
+        ),
+    ],
+)
+def test_cli_errors_come_before_any_work(
+    tmp_path: Path, args: list[str], env: dict[str, str] | None, message: str
+) -> None:
+    # The model does not exist: an error about it would mean the options were checked too late.
+    result = _cli("build", "--backend", "oci", "-m", str(tmp_path / "missing"), "-n", "x:1", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
+
+
+def test_cli_rejects_outputs_with_the_docker_backend(tmp_path: Path) -> None:
+    result = _cli("build", "-m", str(tmp_path / "missing"), "-n", "x:1", "--push", "127.0.0.1:5000/x:1")
+    assert result.returncode == 2 and "--output and --push need --backend oci" in result.stderr
