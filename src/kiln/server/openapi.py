@@ -1,6 +1,6 @@
 """``openapi_document(info, ...)``: the OpenAPI 3.1 description of the scoring server for one model.
 
-The request bodies are the formats ``POST /invocations`` accepts (SPEC section 4), each
+The request bodies (``request_schemas``) are the formats ``POST /invocations`` accepts, each
 with the schema the model's signature gives it: column names and types for a column
 signature, nested arrays of the right shape and element type for a tensor signature, the
 declared params with their defaults. A model without a signature gets the generic shapes.
@@ -13,19 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.model.info import ModelInfo
-from kiln.server.signature_schema import (
-    Signature,
-    column_schema,
-    nullable,
-    params_schema,
-    tensor_schema,
-)
+from kiln.server.request_schemas import request_variants
+from kiln.server.signature_schema import Signature
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
-LLM_KEYS = ("messages", "prompt", "input")
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
@@ -47,7 +41,7 @@ def openapi_document(
     """
     signature = Signature.read(info.signature)
     type_hints = info.mlmodel.get("is_signature_from_type_hint") is True
-    variants = _request_variants(signature, type_hints=type_hints)
+    variants = request_variants(signature, type_hints=type_hints)
     paths: dict[str, Any] = {
         "/ping": {"get": _health("ping", "Liveness and readiness")},
         "/health": {"get": _health("health", "The same as /ping")},
@@ -102,157 +96,6 @@ def _describe_specs(specs: Any) -> str:
         name = spec.get("name")
         parts.append(f"`{name}` {kind}" if name else str(kind))
     return ", ".join(parts)
-
-
-# --- the request bodies ----------------------------------------------------------------------
-
-
-def _request_variants(signature: Signature, *, type_hints: bool) -> dict[str, Any]:
-    """Component schemas for the JSON bodies this model accepts, by name."""
-    params = params_schema(signature.params)
-    if type_hints:
-        return {"InputsRequest": _wrapped("inputs", _hinted_inputs(signature), params)}
-    if signature.is_tensor:
-        split, records, instances, inputs = _tensor_shapes(signature)
-    elif signature.column_names:
-        split, records, inputs = (
-            _columns_split(signature),
-            _columns_records(signature),
-            _columns_inputs(signature),
-        )
-        instances = records
-    else:
-        split, records, instances, inputs = _generic_split(), _generic_records(), {"type": "array"}, {}
-    variants = {
-        "DataframeSplitRequest": _wrapped("dataframe_split", split, params),
-        "DataframeRecordsRequest": _wrapped("dataframe_records", records, params),
-        "InstancesRequest": _wrapped("instances", instances, params),
-        "InputsRequest": _wrapped("inputs", inputs, params),
-    }
-    if any(name in LLM_KEYS for name in signature.column_names):
-        variants["ChatRequest"] = _llm_request(signature, params)
-    return variants
-
-
-def _tensor_shapes(signature: Signature) -> tuple[dict[str, Any], ...]:
-    """split, records, instances, inputs for a tensor signature (DataFrames: generic)."""
-    specs = signature.inputs or ()
-    if signature.column_names:  # named tensors: an object of tensors; instances: a list of rows
-        inputs = {
-            "type": "object",
-            "properties": {s["name"]: tensor_schema(s) for s in specs},
-            "required": list(signature.column_names),
-        }
-        row = {
-            "type": "object",
-            "properties": {s["name"]: tensor_schema(s, batch=False) for s in specs},
-            "required": list(signature.column_names),
-        }
-        instances = {"type": "array", "minItems": 1, "items": row}
-    else:  # one tensor, the batch first: instances and inputs are the same
-        inputs = instances = tensor_schema(specs[0])
-    return _generic_split(), _generic_records(), instances, inputs
-
-
-def _wrapped(key: str, value: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [key],
-        "properties": {key: value, "params": params},
-        "additionalProperties": False,
-    }
-
-
-def _columns_split(signature: Signature) -> dict[str, Any]:
-    names = list(signature.column_names)
-    row_types = _distinct([column_schema(s) for s in signature.inputs or ()])
-    cell = row_types[0] if len(row_types) == 1 else {"anyOf": row_types}
-    columns: dict[str, Any] = {"type": "array", "items": {"enum": names}, "uniqueItems": True}
-    if len(signature.required_names) == len(names):
-        columns["minItems"] = columns["maxItems"] = len(names)
-    return {
-        "type": "object",
-        "description": "Rows in `data`, their values in the order of `columns`, which names "
-        "the signature's columns in any order (MLflow matches columns by name).",
-        "required": ["columns", "data"],
-        "properties": {
-            "columns": columns,
-            "index": {"type": "array"},
-            "data": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"type": "array", "items": cell, "minItems": len(names), "maxItems": len(names)},
-            },
-        },
-        "additionalProperties": False,
-    }
-
-
-def _record(signature: Signature) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "type": "object",
-        "properties": {s["name"]: nullable(column_schema(s), s) for s in signature.inputs or ()},
-    }
-    if signature.required_names:
-        record["required"] = signature.required_names
-    return record
-
-
-def _columns_records(signature: Signature) -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "items": _record(signature)}
-
-
-def _columns_inputs(signature: Signature) -> dict[str, Any]:
-    """Column-oriented: each column name to its list of values (all lists of one length)."""
-    properties = {
-        s["name"]: {"type": "array", "minItems": 1, "items": nullable(column_schema(s), s)}
-        for s in signature.inputs or ()
-    }
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if signature.required_names:
-        schema["required"] = signature.required_names
-    return schema
-
-
-def _hinted_inputs(signature: Signature) -> dict[str, Any]:
-    """What a type-hinted ``predict`` takes: a list of the hinted element type."""
-    specs = signature.inputs or ()
-    if len(specs) == 1 and not specs[0].get("name"):
-        return {"type": "array", "items": column_schema(specs[0])}
-    return {}
-
-
-def _generic_split() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "index": {"type": "array"},
-            "data": {"type": "array", "minItems": 1, "items": {"type": "array"}},
-        },
-        "additionalProperties": False,
-    }
-
-
-def _generic_records() -> dict[str, Any]:
-    return {"type": "array", "minItems": 1, "items": {"type": "object"}}
-
-
-def _llm_request(signature: Signature, params: dict[str, Any]) -> dict[str, Any]:
-    """An LLM-style body: the signature's fields at the top level, params beside them."""
-    record = _record(signature)
-    record["properties"] = {**params.get("properties", {}), **record["properties"]}
-    record["description"] = "Passed whole to the model; the answer is the prediction itself."
-    return record
-
-
-def _distinct(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for schema in schemas:
-        if schema not in found:
-            found.append(schema)
-    return found or [{}]
 
 
 # --- the operations --------------------------------------------------------------------------
