@@ -42,11 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter load phases and fewer requests")
     parser.add_argument("--only", default="", help="comma-separated sections to re-run (default: all)")
+    parser.add_argument(
+        "--render", action="store_true", help="run nothing: rewrite the document from saved results"
+    )
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default: {OUTPUT.relative_to(REPO)}")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"default: {RESULTS.relative_to(REPO)}")
     args = parser.parse_args(argv)
     runners = discover()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(runners)
+    if args.render:
+        chosen = []
     unknown = [name for name in chosen if name not in runners]
     if unknown:
         parser.error(f"no section {', '.join(unknown)} (there are: {', '.join(runners) or 'none'})")
@@ -156,15 +161,18 @@ fixture models in `tests/fixtures/models`, run in Docker, driven by real clients
 driven through its CLI. Nothing here is typed by hand: this file is written by
 
 ```bash
-.venv/bin/python -m bench.reliability                   # every section
+.venv/bin/python -m bench.reliability                   # every section (about 10 minutes on 2 cores)
 .venv/bin/python -m bench.reliability --quick           # shorter load phases
 .venv/bin/python -m bench.reliability --only faults,security   # re-run some, keep the rest
 ```
 
-Most sections run the matching tests (`tests/e2e/test_faults.py`, `tests/e2e/test_security.py`,
-`tests/cli/test_build_security.py`, ...) and report what each measured; a row is OK when its
-test passed. Raw results are in `bench/reliability/results/`. It needs what `scripts/test`
-needs (Docker, the local base image, `.venv`); `scripts/setup` provides it.
+Each section is a module `bench/reliability/<section>.py`. Some drive the runtime themselves;
+the faults and security sections run their tests (`tests/e2e/test_faults.py`,
+`tests/e2e/test_security.py`, `tests/cli/test_build_security.py` and four checks of
+`tests/e2e/test_image.py`) and report what each test measured, OK when it passed. Raw
+results are in `bench/reliability/results/` (`--render` rewrites this file from them). It
+needs what `scripts/test` needs (Docker, the local base image, `.venv`); `scripts/setup`
+provides it.
 """
 
 
