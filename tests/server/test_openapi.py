@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -161,6 +163,43 @@ def test_docs_page_is_self_contained(kiln_url: Callable[..., str]) -> None:
     assert "connect-src 'self'" in policy
     assert "http" not in answer.text.replace("http-equiv", "")  # no CDN, no external script
     assert 'fetch("openapi.json")' in answer.text
+
+
+NODE = shutil.which("node")
+SKELETONS = """
+const fs = require("fs"), vm = require("vm");
+const context = {fetch: () => new Promise(() => {}), document: {}};
+vm.createContext(context);
+vm.runInContext(fs.readFileSync(process.argv[2], "utf8"), context);
+const doc = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+const json = doc.paths["/invocations"].post.requestBody.content["application/json"];
+const out = {};
+for (const ref of json.schema.anyOf) out[ref.$ref] = context.skeleton(doc, ref, 0);
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="runs the page's own script with node, which is not installed")
+@pytest.mark.parametrize("scenario", ["sklearn_iris", "custom_pyfunc_params"])
+def test_docs_page_bodies_are_answered(scenario: str, kiln_url: Callable[..., str], tmp_path: Path) -> None:
+    """The bodies /docs fills in from each request schema are requests the model answers."""
+    url = kiln_url(scenario)
+    page = httpx.get(url + "/docs").text
+    (tmp_path / "page.js").write_text(page.split("<script>", 1)[1].split("</script>", 1)[0])
+    (tmp_path / "openapi.json").write_bytes(httpx.get(url + "/openapi.json").content)
+    (tmp_path / "skeletons.js").write_text(SKELETONS)
+    assert NODE is not None
+    result = subprocess.run(
+        [NODE, str(tmp_path / "skeletons.js"), str(tmp_path / "page.js"), str(tmp_path / "openapi.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    bodies = json.loads(result.stdout)
+    assert len(bodies) == 4
+    for ref, body in bodies.items():
+        answer = httpx.post(url + "/invocations", json=body)
+        assert answer.status_code == 200, (ref, body, answer.text)
 
 
 def test_openapi_off_answers_json_404(kiln_url: Callable[..., str]) -> None:
