@@ -112,6 +112,8 @@ class KilnBuilder:
     base_image: str
     docker: Docker
     host_pip_config: bool = False
+    extra_args: tuple[str, ...] = ()
+    """Appended to every command (``--backend oci --output docker``, ``--push REF``)."""
 
     def command(self, model: Path, image: str, *, no_cache: bool) -> list[str]:
         cmd = [
@@ -126,6 +128,7 @@ class KilnBuilder:
             "--base-image",
             self.base_image,
         ]
+        cmd += self.extra_args
         return [*cmd, "--no-cache"] if no_cache else cmd
 
     def env(self, caches: Path) -> dict[str, str]:

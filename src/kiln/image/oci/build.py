@@ -206,6 +206,7 @@ def kiln_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
         "base": base.config_digest,
         "spec": _spec_inputs(spec),
         "wheel": _file_digest(env.kiln_wheel),
+        "agnostic": spec.model_agnostic,
         "installer": _file_digest(installer) if installer is not None else None,
         "bytecode": _host_python(host_python_for(spec.python_version)),
     }
@@ -220,7 +221,6 @@ def _spec_inputs(spec: ImageSpec) -> dict[str, Any]:
         "python": spec.python,
         "site_packages": spec.site_packages,
         "prune": spec.prune_package_tests,
-        "agnostic": spec.model_agnostic,
         "bundled": spec.bundled_python,
     }
 
