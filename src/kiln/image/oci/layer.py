@@ -22,7 +22,7 @@ import posixpath
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -133,18 +133,37 @@ def write_layer(
     Later entries for the same path win (an explicit ``/etc/passwd`` over a tree's).
     """
     planned = plan_entries(entries, base)
-    sink = _LayerSink(store.writer(), level)
-    try:
+
+    def feed(sink: _LayerSink) -> None:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             for entry in planned:
                 _add(tar, entry, epoch)
-        written_tar = sink.finish()
+
+    return _store_layer(store, level, feed)
+
+
+def gzip_stream(source: BinaryIO, store: BlobStore, *, level: int = GZIP_LEVEL) -> LayerResult:
+    """Compress an existing layer tar (a ``docker save`` layer) into the store, deterministically."""
+
+    def feed(sink: _LayerSink) -> None:
+        while chunk := source.read(1 << 20):
+            sink.write(chunk)
+
+    return _store_layer(store, level, feed)
+
+
+def _store_layer(store: BlobStore, level: int, feed: Callable[[_LayerSink], None]) -> LayerResult:
+    """Run ``feed`` with a sink that hashes the tar and gzips it into the store; the layer it made."""
+    sink = _LayerSink(store.writer(), level)
+    try:
+        feed(sink)
+        tar_size = sink.finish()
     except BaseException:
         sink.abort()
         raise
     digest, size, written = sink.writer.commit()
     layer = CachedLayer(digest=digest, size=size, diff_id=sink.diff_id, media_type=MEDIA_OCI_LAYER_GZIP)
-    return LayerResult(layer, written, written_tar)
+    return LayerResult(layer, written, tar_size)
 
 
 def plan_entries(entries: Iterable[Entry], base: BaseFiles | None) -> list[Entry]:
@@ -288,18 +307,3 @@ class _LayerSink:
 
     def abort(self) -> None:
         self.writer.abort()
-
-
-def gzip_stream(source: BinaryIO, store: BlobStore, *, level: int = GZIP_LEVEL) -> LayerResult:
-    """Compress an existing layer tar (a ``docker save`` layer) into the store, deterministically."""
-    sink = _LayerSink(store.writer(), level)
-    try:
-        while chunk := source.read(1 << 20):
-            sink.write(chunk)
-        size = sink.finish()
-    except BaseException:
-        sink.abort()
-        raise
-    digest, compressed, written = sink.writer.commit()
-    layer = CachedLayer(digest=digest, size=compressed, diff_id=sink.diff_id, media_type=MEDIA_OCI_LAYER_GZIP)
-    return LayerResult(layer, written, size)

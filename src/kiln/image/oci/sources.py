@@ -144,12 +144,7 @@ def _docker_archive(reference: str, platform: str | None, store: BlobStore) -> B
             f"base image {reference!r}: {path} is not a readable docker-archive (a 'docker save' tarball "
             f"with manifest.json): {exc}"
         ) from exc
-    config = _config(config_bytes, reference, platform)
-    diff_ids = list(config["rootfs"]["diff_ids"])
-    if len(diff_ids) != len(layer_names):
-        raise BuildError(
-            f"base image {reference!r}: manifest.json lists {len(layer_names)} layers, config {len(diff_ids)}"
-        )
+    config, diff_ids = _config(config_bytes, reference, platform, layers=len(layer_names))
     cache = LayerCache(store)
     layers = tuple(
         _archive_layer(path, name, diff_id, store, cache, reference)
@@ -271,12 +266,7 @@ def _oci_layout(reference: str, platform: str | None, store: BlobStore) -> BaseI
         raise BuildError(
             f"base image {reference!r}: {root} is not a readable OCI image layout: {exc}"
         ) from exc
-    config = _config(config_bytes, reference, platform)
-    diff_ids = list(config["rootfs"]["diff_ids"])
-    if len(diff_ids) != len(layer_json):
-        raise BuildError(
-            f"base image {reference!r}: its manifest lists {len(layer_json)} layers, config {len(diff_ids)}"
-        )
+    config, diff_ids = _config(config_bytes, reference, platform, layers=len(layer_json))
     layers = tuple(
         _layout_layer(root, item, diff_id, reference) for item, diff_id in zip(layer_json, diff_ids)
     )
@@ -361,7 +351,7 @@ def _registry(text: str, reference: str, platform: str | None, store: BlobStore)
     from kiln.backends.registry import fetch_base, stream_layer
 
     remote = fetch_base(text, platform or host_os_arch())
-    config = _config(remote.config, reference, platform)
+    config, _ = _config(remote.config, reference, platform, layers=len(remote.layers))
     layers = tuple(_remote_layer(blob, reference) for blob in remote.layers)
 
     @contextlib.contextmanager
@@ -438,10 +428,14 @@ class _ChunkReader:
 # --- shared -----------------------------------------------------------------------------------
 
 
-def _config(data: bytes, reference: str, platform: str | None) -> dict[str, Any]:
+def _config(
+    data: bytes, reference: str, platform: str | None, *, layers: int
+) -> tuple[dict[str, Any], list[str]]:
+    """The parsed config and its diff ids; BuildError unless it is an image config for ``platform``
+    whose diff ids match the manifest's ``layers``."""
     try:
         config = json.loads(data)
-        list(config["rootfs"]["diff_ids"])
+        diff_ids = [str(d) for d in config["rootfs"]["diff_ids"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise BuildError(
             f"base image {reference!r}: its config is not an image config with rootfs.diff_ids"
@@ -453,7 +447,11 @@ def _config(data: bytes, reference: str, platform: str | None) -> dict[str, Any]
                 f"base image {reference!r} is for {have}, not --platform {platform}",
                 hint="pass the base image's platform, or a base image built for yours",
             )
-    return dict(config)
+    if len(diff_ids) != layers:
+        raise BuildError(
+            f"base image {reference!r}: its manifest lists {layers} layers, its config {len(diff_ids)}"
+        )
+    return dict(config), diff_ids
 
 
 def _base_cache(store: BlobStore, config_digest: str) -> Path:
