@@ -53,11 +53,9 @@ client downloads into a temporary directory). Requirement strings are parsed wit
 `packaging` and handed to `uv` and `pip` as argument lists and files, never to a shell; the
 Dockerfile names only the lock file, never a requirement.
 
-Not covered here: `MLmodel`'s environment file is also read by the base-image step
-(`kiln.image.base.requested_python`, for the Python version) through
-`ModelInfo.env_path`, before the check in `kiln.env.sources.model_file` refuses a path that
-leaves the model; that step only reads a `python:` key, but routing `ModelInfo.env_path`
-through the same check would close it.
+Every file `MLmodel` names (`python_env.yaml`, `conda.yaml`, `requirements.txt`) is read through
+`kiln.env.sources.model_file`, which refuses an absolute path, `..` or a symlink that leaves
+the model, including the base-image step that reads only the Python version.
 """
 
 

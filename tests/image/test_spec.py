@@ -23,6 +23,15 @@ def test_requested_python_falls_back_to_mlmodel(model: ModelInfo) -> None:
     assert requested_python(read_model_info(model.path)) == "3.11"
 
 
+def test_requested_python_refuses_a_python_env_outside_the_model(model: ModelInfo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("python: 3.9\n")
+    (model.path / "python_env.yaml").unlink()
+    (model.path / "python_env.yaml").symlink_to(outside)
+    with pytest.raises(ModelError, match="outside the model directory"):
+        requested_python(read_model_info(model.path))
+
+
 def test_bad_python_version_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="'three' is not a version"):
         python_minor("three")

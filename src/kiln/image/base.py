@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import yaml
 
 from kiln.contract import EnvManager
+from kiln.env.sources import model_file
 from kiln.errors import BuildError, ModelError
 from kiln.image.probe import BaseImageInfo
 from kiln.model.info import ModelInfo
@@ -34,7 +35,8 @@ def requested_python(model: ModelInfo | None) -> str | None:
     """The model's Python as ``X.Y``: ``python`` in python_env.yaml, else MLmodel's python_version."""
     if model is None:
         return None
-    env_file = model.env_path(model.python_env_file)
+    # The model is untrusted: its python_env.yaml must stay inside it (no absolute path, '..', symlink out).
+    env_file = model_file(model.path, model.python_env_file, "python_env file")
     if env_file is not None and env_file.is_file():
         try:
             data = yaml.safe_load(env_file.read_text(encoding="utf-8"))

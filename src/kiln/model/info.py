@@ -42,9 +42,6 @@ class ModelInfo:
             return None
         return ".".join(self.python_version.split(".")[:2])
 
-    def env_path(self, name: str | None) -> Path | None:
-        return self.path / name if name else None
-
 
 def read_model_info(path: str | Path) -> ModelInfo:
     """Read ``path/MLmodel``; raise ModelError naming the path and what is missing."""
