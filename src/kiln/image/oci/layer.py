@@ -21,13 +21,13 @@ import os
 import posixpath
 import stat
 import tarfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from kiln.image.oci.blobstore import BlobStore, BlobWriter, CachedLayer
+from kiln.image.oci.compress import ParallelGzip
 from kiln.image.oci.types import MEDIA_OCI_LAYER_GZIP, BaseFiles, FileEntry
 
 GZIP_LEVEL = 6
@@ -288,22 +288,20 @@ class _LayerSink:
         self.writer = writer
         self._tar_sha = hashlib.sha256()
         self._size = 0
-        # wbits 31: a gzip wrapper whose header has no name and mtime 0.
-        self._gzip = zlib.compressobj(level, zlib.DEFLATED, 31, 8)
+        self._gzip = ParallelGzip(writer.write, level)
         self.diff_id = ""
 
     def write(self, data: bytes) -> int:
         self._tar_sha.update(data)
         self._size += len(data)
-        compressed = self._gzip.compress(data)
-        if compressed:
-            self.writer.write(compressed)
+        self._gzip.write(data)
         return len(data)
 
     def finish(self) -> int:
-        self.writer.write(self._gzip.flush())
+        self._gzip.finish()
         self.diff_id = "sha256:" + self._tar_sha.hexdigest()
         return self._size
 
     def abort(self) -> None:
+        self._gzip.close()
         self.writer.abort()
