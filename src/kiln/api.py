@@ -122,7 +122,7 @@ def build(
     ok = False
     try:
         _check_name(name)
-        output = _check_targets(backend, output, push, smoke_test)
+        output = _check_targets(backend, output, push, smoke_test, build_args or {})
         with recipe.resolve() as inputs:
             if smoke_test and inputs.model is None and inputs.env_from is None:
                 raise UsageError("--smoke-test needs a model: pass -m MODEL or --env-from MODEL_DIR")
@@ -356,9 +356,9 @@ def _check_name(name: str) -> None:
 
 
 def _check_targets(
-    backend: str, output: Sequence[str], push: Sequence[str], smoke_test: bool
+    backend: str, output: Sequence[str], push: Sequence[str], smoke_test: bool, build_args: Mapping[str, str]
 ) -> Sequence[str]:
-    """``--output``/``--push`` checked before any work; the oci backend's default output filled in."""
+    """The backend's options checked before any work; the oci backend's default output filled in."""
     if backend != "oci":
         if output or push:
             raise UsageError(
@@ -366,8 +366,9 @@ def _check_targets(
                 hint="add --backend oci, or push the built image with 'docker push'",
             )
         return output
-    from kiln.backends.oci import check_targets
+    from kiln.backends.oci import check_build_args, check_targets
 
+    check_build_args(tuple(build_args.items()))
     output = check_targets(output, push)
     if smoke_test and "docker" not in output:
         raise UsageError("--smoke-test with --backend oci needs --output docker (the image is run by Docker)")

@@ -85,6 +85,12 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         ([], NO_ENGINE, "--backend oci needs --output or --push when no Docker engine answers"),
         (["--push", "Bad Reference"], None, "Bad Reference"),
         (
+            ["--output", "docker-archive:x.tar", "--build-arg", "A=1"],
+            None,
+            "--build-arg (A) applies to Dockerfile",
+        ),
+        (["--output", "docker-archive:x.tar"], {"SOURCE_DATE_EPOCH": "soon"}, "SOURCE_DATE_EPOCH='soon'"),
+        (
             ["--output", "docker-archive:x.tar", "--smoke-test"],
             None,
             "--smoke-test with --backend oci needs --output docker",

@@ -80,9 +80,12 @@ def parse_output(text: str) -> Output:
 def check_targets(
     outputs: Sequence[str], push: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> tuple[str, ...]:
-    """Validate ``--output``/``--push`` before any work; with neither, ``docker`` when an engine
-    answers, else UsageError (a daemonless build must be told where the image goes)."""
+    """Validate ``--output``/``--push`` (and SOURCE_DATE_EPOCH) before any work; with neither target,
+    ``docker`` when an engine answers, else UsageError (a daemonless build must be told where the
+    image goes)."""
     from kiln.backends.registry import parse_reference
+
+    source_date_epoch(environ)
 
     for text in outputs:
         parse_output(text)
@@ -100,6 +103,15 @@ def check_targets(
             hint=f"add --output {OUTPUT_FORMS.replace(' or ', ', ')}, or --push REGISTRY/REPO:TAG",
         ) from exc
     return ("docker",)
+
+
+def check_build_args(build_args: Sequence[tuple[str, str]]) -> None:
+    if build_args:
+        names = ", ".join(key for key, _ in build_args)
+        raise UsageError(
+            f"--build-arg ({names}) applies to Dockerfile builds; --backend oci runs no Dockerfile",
+            hint="drop --build-arg, or build with --backend docker",
+        )
 
 
 def source_date_epoch(environ: Mapping[str, str] | None = None) -> int:
@@ -145,12 +157,7 @@ class OciBuilder:
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
         if request.spec is None or request.env is None:
             raise ValueError("the oci builder needs the request's spec and env")
-        if request.build_args:
-            names = ", ".join(key for key, _ in request.build_args)
-            raise UsageError(
-                f"--build-arg ({names}) applies to Dockerfile builds; --backend oci runs no Dockerfile",
-                hint="drop --build-arg, or build with --backend docker",
-            )
+        check_build_args(request.build_args)
         started = time.monotonic()
         epoch = source_date_epoch(self.environ)
         spec, env = request.spec, request.env
