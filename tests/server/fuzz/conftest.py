@@ -3,42 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.server.fuzz.target import FuzzTarget, Probe, fuzz_target, iris_probe
+from tests.server.fuzz.target import FuzzTarget, fuzz_target, iris_probe
 
 
 @pytest.fixture(scope="session")
-def iris_probe_answer(model_dir: Callable[[str], Path]) -> Probe:
-    return iris_probe(model_dir("sklearn_iris"))
-
-
-@pytest.fixture(scope="session")
-def nginx_target(
-    model_dir: Callable[[str], Path], iris_probe_answer: Probe, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FuzzTarget]:
-    """sklearn_iris behind real nginx, two uvicorn workers."""
-    log_dir = tmp_path_factory.mktemp("fuzz-nginx")
+def fuzz_targets(
+    model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, FuzzTarget]]:
+    """sklearn_iris with two uvicorn workers behind real nginx (``nginx``) and with DISABLE_NGINX
+    (``direct``), started side by side."""
     model = model_dir("sklearn_iris")
-    with fuzz_target(model, nginx=True, log_dir=log_dir, probe=iris_probe_answer) as target:
-        yield target
-
-
-@pytest.fixture(scope="session")
-def direct_target(
-    model_dir: Callable[[str], Path], iris_probe_answer: Probe, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[FuzzTarget]:
-    """sklearn_iris with DISABLE_NGINX: two uvicorn workers on the TCP port."""
-    log_dir = tmp_path_factory.mktemp("fuzz-direct")
-    model = model_dir("sklearn_iris")
-    with fuzz_target(model, nginx=False, log_dir=log_dir, probe=iris_probe_answer) as target:
-        yield target
+    probe = iris_probe(model)
+    with ExitStack() as stack:
+        targets = {
+            name: stack.enter_context(
+                fuzz_target(
+                    model,
+                    nginx=name == "nginx",
+                    log_dir=tmp_path_factory.mktemp(f"fuzz-{name}"),
+                    probe=probe,
+                    wait=False,
+                )
+            )
+            for name in ("nginx", "direct")
+        }
+        for target in targets.values():
+            target.wait_ready()
+        yield targets
 
 
 @pytest.fixture(params=["nginx", "direct"])
-def target(request: pytest.FixtureRequest) -> FuzzTarget:
+def target(request: pytest.FixtureRequest, fuzz_targets: dict[str, FuzzTarget]) -> FuzzTarget:
     """Each test that takes ``target`` runs once behind nginx and once without."""
-    found: FuzzTarget = request.getfixturevalue(f"{request.param}_target")
-    return found
+    return fuzz_targets[request.param]

@@ -4,7 +4,7 @@
 methods and targets; Content-Types valid, wrong, with foreign charsets, garbage or none;
 bodies that are random JSON (written as text, so it can hold ``NaN``, ``1e400`` or a
 5000-digit integer), protocol-shaped JSON near what the model accepts, nesting up to
-20 000 levels, CSV, random bytes; then maybe invalid UTF-8 spliced in, a lying
+20 000 levels, bodies around the body limit, CSV, random bytes; then maybe invalid UTF-8 spliced in, a lying
 Content-Length, chunked framing, or the upload cut off mid-way. ``run_generated`` sends
 ``examples`` of them, plus the explicit cases the hardening issue names, and judges
 every answer with ``wire.problems``.
@@ -202,7 +202,9 @@ def bodies(columns: Sequence[str]) -> st.SearchStrategy[bytes]:
         ).map(lambda rows: "\n".join(",".join(r) for r in rows)),
     ).map(lambda t: t.encode("utf-8"))
     nested = st.tuples(st.integers(1, 20000), st.sampled_from(FORMAT_KEYS)).map(lambda lk: deep(*lk))
-    return st.one_of(text, text, text, nested, st.binary(max_size=300), st.just(b""))
+    # Around the test servers' 64 KiB body limit: just under it, and over it (413).
+    large = st.integers(30_000, 120_000).map(lambda n: b'{"inputs": [' + b"1.5," * (n // 4) + b"1]}")
+    return st.one_of(text, text, text, nested, large, st.binary(max_size=300), st.just(b""))
 
 
 @st.composite

@@ -41,6 +41,10 @@ MALFORMED = {
     + b"\r\n0\r\n\r\n",
     "bad chunk size": POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + BODY + b"\r\n0\r\n\r\n",
     "Transfer-Encoding gzip": POST + b"Transfer-Encoding: gzip\r\n\r\n" + BODY,
+    # nginx rejected the unknown coding, then checked the body limit on its own error page: HTML 413.
+    "Transfer-Encoding identity, body over the limit": POST
+    + b"Transfer-Encoding: identity\r\nContent-Length: 100000\r\n\r\n"
+    + b"1" * 100000,
 }
 
 
