@@ -259,12 +259,15 @@ def base_files(
     try:
         index = index_layers(layer_count, open_layer, tmp / "files")
         (tmp / "index.json").write_text(_dump(index), encoding="utf-8")
-        if cache_dir.exists():
-            shutil.rmtree(cache_dir)
-        os.replace(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if cache_dir.exists():  # unreadable (an older format): replace it
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    try:
+        os.replace(tmp, cache_dir)
+    except OSError:  # another build indexed the same base meanwhile: its files are the same
+        shutil.rmtree(tmp, ignore_errors=True)
     return LayerFiles(index, cache_dir / "files", open_layer)
 
 
