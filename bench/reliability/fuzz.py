@@ -78,15 +78,11 @@ def run(quick: bool = False) -> Section:
 
 
 def _trial(report: FuzzReport, scenario: str) -> Trial:
-    statuses = ", ".join(
-        f"{'no answer' if status is None else status}: {count:,}"
-        for status, count in sorted(report.statuses.items(), key=lambda item: item[0] or 0)
-    )
     outcome = (
         f"{report.server_errors} 5xx besides 504, {report.violations} broken promises, "
         f"{report.crashed} crashed processes, "
         f"{f'{len(report.health)} problems' if report.health else 'the right prediction'} afterwards "
-        f"({report.seconds:.0f} s; answers {statuses})"
+        f"({report.seconds:.0f} s; answers {report.answers()})"
     )
     if report.examples or report.health:
         outcome += "; first: " + (report.examples + report.health)[0].replace("\n", " ")[:300]

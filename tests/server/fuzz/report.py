@@ -61,15 +61,16 @@ class FuzzReport:
     def ok(self) -> bool:
         return self.requests > 0 and not self.violations and not self.health
 
+    def answers(self) -> str:
+        """``'no answer: 3, 200: 12, 400: 900'`` (no answer: the client cut its upload and left)."""
+        ordered = sorted(self.statuses.items(), key=lambda item: item[0] or 0)
+        return ", ".join(f"{'no answer' if s is None else s}: {n:,}" for s, n in ordered)
+
     def summary(self) -> str:
-        statuses = ", ".join(
-            f"{'none' if s is None else s}: {n:,}"
-            for s, n in sorted(self.statuses.items(), key=lambda i: i[0] or 0)
-        )
         text = (
             f"{self.name}: {self.requests:,} requests in {self.seconds:.0f} s, {self.server_errors} 5xx "
             f"(besides 504), {self.violations} broken promises, {self.crashed} crashed processes; "
-            f"answers {statuses}"
+            f"answers {self.answers()}"
         )
         details = self.examples + [f"afterwards: {h}" for h in self.health]
         return "\n".join([text, *details])
