@@ -10,17 +10,27 @@ the level is the caller's. At most a few blocks are in memory at once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
 
 BLOCK = 1 << 20
 WINDOW = 32 * 1024
 HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 """gzip magic, deflate, no flags, mtime 0, no extra flags, OS 255 (unknown)."""
+
+
+@cache
+def fingerprint() -> str:
+    """sha256 of this module's source: what a cache of gzipped bytes must be keyed by (another
+    block size or framing here gives other bytes for the same input)."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def default_jobs() -> int:

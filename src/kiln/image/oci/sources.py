@@ -31,8 +31,9 @@ from typing import Any, BinaryIO
 from kiln.errors import BuildError, UsageError
 from kiln.image.oci.basefs import LayerFiles, base_files
 from kiln.image.oci.blobstore import BlobStore, CachedLayer, LayerCache, hex_of
+from kiln.image.oci.compress import fingerprint
 from kiln.image.oci.config import canonical_json
-from kiln.image.oci.layer import gzip_stream
+from kiln.image.oci.layer import GZIP_LEVEL, gzip_stream
 from kiln.image.oci.manifest import describe, manifest_json
 from kiln.image.oci.types import (
     INDEX_MEDIA_TYPES,
@@ -207,7 +208,9 @@ def _archive_layer(
     path: Path, name: str, diff_id: str, store: BlobStore, cache: LayerCache, reference: str
 ) -> Blob:
     """Layer ``name`` of the archive as a gzip blob in the store (compressed once, then cached)."""
-    key = "archive-" + hashlib.sha256(f"{diff_id}\n{name}".encode()).hexdigest()
+    key = (
+        "archive-" + hashlib.sha256(f"{diff_id}\n{name}\n{GZIP_LEVEL}\n{fingerprint()}".encode()).hexdigest()
+    )
     cached = cache.get(key)
     if cached is not None:
         return cached.blob(store)
