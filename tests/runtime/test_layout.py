@@ -24,10 +24,10 @@ def test_prepare_removes_what_a_previous_start_left(tmp_path: Path) -> None:
     layout = RuntimeLayout(tmp_path / "kiln")
     layout.root.mkdir()
     with socket.socket(socket.AF_UNIX) as stale:
-        stale.bind(str(layout.socket))
+        stale.bind(str(layout.worker_socket(0)))
     layout.nginx_pid.write_text("12345\n")
     prepare(layout).close()
-    assert not layout.socket.exists()
+    assert not layout.worker_socket(0).exists()
     assert not layout.nginx_pid.exists()
 
 

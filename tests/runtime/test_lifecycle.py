@@ -173,7 +173,7 @@ def test_restart_in_the_same_runtime_dir(
         first.wait_exit(10)
         # nginx and the worker notice their parent died and stop too.
         _wait_for(lambda: all(_gone(pid) for pid in children), 30, "the children to stop", first)
-        assert (runtime_dir / "uvicorn.sock").exists()
+        assert (runtime_dir / "uvicorn-0.sock").exists()
 
         second = start_runtime(model, env={"KILN_WORKERS": "1"}, runtime_dir=runtime_dir)
         second.wait_ready()

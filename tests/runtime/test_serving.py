@@ -65,7 +65,7 @@ def test_access_log_on_stdout_without_health_probes(
 
 def test_everything_written_is_in_the_runtime_dir(iris_runtime: Running) -> None:
     names = {p.name for p in iris_runtime.runtime_dir.iterdir()}
-    assert {"nginx.conf", "uvicorn.sock", "nginx.pid", "nginx", "kiln.lock"} <= names
+    assert {"nginx.conf", "uvicorn-0.sock", "uvicorn-1.sock", "nginx.pid", "nginx", "kiln.lock"} <= names
     assert sorted(p.name for p in (iris_runtime.runtime_dir / "nginx").iterdir()) == [
         "client_body", "fastcgi", "proxy", "scgi", "uwsgi",
     ]  # fmt: skip

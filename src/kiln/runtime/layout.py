@@ -27,10 +27,13 @@ class RuntimeLayout:
 
     root: Path
 
-    @property
-    def socket(self) -> Path:
-        """The unix socket nginx proxies to and the workers accept on."""
-        return self.root / "uvicorn.sock"
+    def worker_socket(self, slot: int) -> Path:
+        """The unix socket worker ``slot`` (0..N-1) accepts on; its replacement binds the same path."""
+        return self.root / f"uvicorn-{slot}.sock"
+
+    def worker_sockets(self, workers: int) -> list[Path]:
+        """Every worker's socket, the ones nginx's upstream lists."""
+        return [self.worker_socket(slot) for slot in range(workers)]
 
     @property
     def nginx_conf(self) -> Path:
@@ -48,7 +51,7 @@ class RuntimeLayout:
         return self.root / "nginx" / name
 
 
-def prepare(layout: RuntimeLayout) -> IO[str]:
+def prepare(layout: RuntimeLayout, workers: int = 1) -> IO[str]:
     """Create the directory, take its lock, and remove what a previous start left behind.
 
     Returns the open lock file: keep it open for as long as the runtime runs. A
@@ -56,16 +59,19 @@ def prepare(layout: RuntimeLayout) -> IO[str]:
     Stale sockets and pid files (``docker restart`` keeps /tmp) are removed, so a
     restart in the same directory works.
     """
-    if len(os.fsencode(str(layout.socket))) > _MAX_UNIX_SOCKET_PATH:
+    longest = layout.worker_socket(max(0, workers - 1))
+    if len(os.fsencode(str(longest))) > _MAX_UNIX_SOCKET_PATH:
         raise ServeError(
             f"runtime directory {str(layout.root)!r} is too long for a unix socket path "
-            f"({len(str(layout.socket))} characters, at most {_MAX_UNIX_SOCKET_PATH})",
+            f"({len(str(longest))} characters, at most {_MAX_UNIX_SOCKET_PATH})",
             hint="pass a shorter --runtime-dir / KILN_RUNTIME_DIR, e.g. /tmp/kiln",
         )
     _make_dir(layout.root)
     lock = _take_lock(layout)
     try:
-        for stale in (layout.socket, layout.nginx_pid):
+        # uvicorn.sock: the one socket all workers shared before each got its own.
+        stale_sockets = [*layout.root.glob("uvicorn-*.sock"), layout.root / "uvicorn.sock"]
+        for stale in (*stale_sockets, layout.nginx_pid):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 logger.debug("removed %s left by a previous start", stale)

@@ -38,7 +38,8 @@ class NginxConfig:
 
     port: int
     runtime_dir: str
-    socket: str
+    sockets: tuple[str, ...]
+    """One unix socket per worker; nginx sends each request to the one with the fewest active."""
     worker_processes: int
     worker_connections: int
     upstream_keepalive: int
@@ -67,7 +68,7 @@ def nginx_config(
     return NginxConfig(
         port=settings.port,
         runtime_dir=str(layout.root),
-        socket=str(layout.socket),
+        sockets=tuple(str(path) for path in layout.worker_sockets(workers)),
         worker_processes=max(1, min(cpus, workers)),
         # Each proxied request holds two connections; stay under the open-file limit.
         worker_connections=max(64, min(_MAX_WORKER_CONNECTIONS, open_files - 32)),

@@ -1,4 +1,4 @@
-"""The plan: what the supervisor will run, decided once at start (workers, nginx, the listening socket)."""
+"""The plan: what the supervisor runs, decided once at start (workers, nginx); binding their sockets."""
 
 from __future__ import annotations
 
@@ -56,26 +56,32 @@ def make_plan(settings: RuntimeSettings) -> Plan:
 
 
 def bind_listener(plan: Plan) -> socket.socket:
-    """The workers' socket, bound but not listening: connections are refused until a worker is ready.
+    """Without nginx: the TCP socket on ``settings.port`` every worker accepts on, bound but not listening.
 
     asyncio (and uvloop) call ``listen()`` when a worker starts serving, i.e. after its
-    lifespan has loaded the model; before that nginx gets "connection refused" and
-    answers 503 instead of queueing requests behind a model that is still loading.
+    lifespan has loaded the model; until then connections are refused.
     """
-    address: str | tuple[str, int]
-    if plan.nginx_binary:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = where = str(plan.layout.socket)
-    else:
-        # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (uvicorn #3149).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        address = ("0.0.0.0", plan.settings.port)
-        where = f"0.0.0.0:{plan.settings.port}"
-    _bind(sock, address, where)
-    if sock.family == socket.AF_UNIX:
-        os.chmod(plan.layout.socket, 0o660)
+    # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (uvicorn #3149).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _bind(sock, ("0.0.0.0", plan.settings.port), f"0.0.0.0:{plan.settings.port}")
+    return sock
+
+
+def bind_worker_socket(path: Path) -> socket.socket:
+    """Behind nginx: one worker's own unix socket at ``path``, bound but not listening.
+
+    A socket file left by the worker's dead predecessor is removed first, so the
+    replacement comes back on the same path and nginx's upstream needs no change.
+    Until the worker has loaded the model and calls ``listen()``, nginx's connections
+    are refused and it passes the request to another worker (or answers 503 when
+    none is listening).
+    """
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    _bind(sock, str(path), str(path))
+    os.chmod(path, 0o660)
     return sock
 
 

@@ -34,6 +34,8 @@ class Child:
     """``nginx`` or ``worker``."""
     process: subprocess.Popen[bytes]
     pipe_fd: int | None = None
+    slot: int = 0
+    """A worker's place, 0..N-1: behind nginx, which socket it accepts on; its replacement takes it."""
     ready: bool = False
     signalled: set[int] = field(default_factory=set)
     pending: bytearray = field(default_factory=bytearray)
@@ -96,14 +98,14 @@ def start_nginx(command: Sequence[str], env: Mapping[str, str]) -> Child:
     return Child("nginx", process, pipe_fd=read_fd)
 
 
-def start_worker(python: str, listener: socket.socket, env: Mapping[str, str]) -> Child:
-    """A worker serving on ``listener``; it writes to the returned child's pipe once ready."""
+def start_worker(python: str, listener: socket.socket, env: Mapping[str, str], slot: int = 0) -> Child:
+    """Worker ``slot`` serving on ``listener``; it writes to the returned child's pipe once ready."""
     with _pipe_from_child() as (read_fd, write_fd):
         command = worker.worker_command(
             python, socket_fd=listener.fileno(), ready_fd=write_fd, supervisor_pid=os.getpid()
         )
         process = _popen(command, env, pass_fds=(listener.fileno(), write_fd))
-    return Child("worker", process, pipe_fd=read_fd)
+    return Child("worker", process, pipe_fd=read_fd, slot=slot)
 
 
 @contextlib.contextmanager

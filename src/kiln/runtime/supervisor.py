@@ -1,11 +1,12 @@
 """The supervisor: nginx and N uvicorn workers in, an exit code out.
 
-It binds the workers' listening socket, starts nginx and the workers, logs ``ready``
-when the first worker has loaded the model, restarts workers that die (a crash loop
-stops everything; a worker the kernel's OOM killer chose is reported as out of
-memory), reaps every child (it is PID 1 in a container), and on SIGTERM or
-SIGINT drains: nginx finishes in-flight requests (SIGQUIT), then the workers stop
-(SIGTERM), all within ``grace_period``; whatever is left then is killed.
+It binds each worker's own unix socket (without nginx: one TCP socket they all share),
+starts nginx and the workers, logs ``ready`` when the first worker has loaded the
+model, restarts workers that die, each on its predecessor's socket (a crash loop stops
+everything; a worker the kernel's OOM killer chose is reported as out of memory),
+reaps every child (it is PID 1 in a container), and on SIGTERM or SIGINT drains:
+nginx finishes in-flight requests (SIGQUIT), then the workers stop (SIGTERM), all
+within ``grace_period``; whatever is left then is killed.
 
 Exit codes: 0 after a requested stop; 1 when a worker failed before the model was
 loaded, nginx died, or workers kept crashing.
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime import nginx, processes
 from kiln.runtime.memory import find_memory_cgroup
-from kiln.runtime.plan import Plan, bind_listener, check_port_free
+from kiln.runtime.plan import Plan, bind_listener, bind_worker_socket, check_port_free
 from kiln.runtime.processes import Child, describe_exit
 from kiln.runtime.signals import SignalPipe
 from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
@@ -35,18 +36,21 @@ logger = logging.getLogger(__name__)
 
 def run(plan: Plan) -> int:
     """Serve until stopped; returns the process exit code. Must run in the main thread."""
-    lock = runtime_layout.prepare(plan.layout)
+    lock = runtime_layout.prepare(plan.layout, plan.workers)
     try:
         if plan.nginx_binary:
             check_port_free(plan.settings.port)
             plan.layout.nginx_conf.write_text(plan.nginx_conf, encoding="utf-8")
-        listener = bind_listener(plan)
+            shared = None  # each worker gets its own socket (bind_worker_socket) when it starts
+        else:
+            shared = bind_listener(plan)
         try:
-            return _Supervisor(plan, listener, _worker_env(plan)).run()
+            return _Supervisor(plan, shared, _worker_env(plan)).run()
         finally:
-            listener.close()
-            if listener.family == socket.AF_UNIX:
-                plan.layout.socket.unlink(missing_ok=True)
+            if shared is not None:
+                shared.close()
+            for path in plan.layout.worker_sockets(plan.workers):
+                path.unlink(missing_ok=True)
     finally:
         lock.close()
 
@@ -61,9 +65,10 @@ def _worker_env(plan: Plan) -> dict[str, str]:
 class _Supervisor:
     """The event loop: signals and readiness pipes in, process starts and signals out."""
 
-    def __init__(self, plan: Plan, listener: socket.socket, worker_env: Mapping[str, str]) -> None:
+    def __init__(self, plan: Plan, shared: socket.socket | None, worker_env: Mapping[str, str]) -> None:
         self.plan = plan
-        self.listener = listener
+        self.shared = shared
+        """Without nginx, the TCP socket all workers accept on; None behind nginx (one socket each)."""
         self.worker_env = worker_env
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
@@ -99,14 +104,14 @@ class _Supervisor:
         where = f"port {plan.settings.port}"
         if plan.nginx_binary:
             logger.info(
-                "starting nginx on %s and %d uvicorn worker(s) on %s (runtime dir %s)",
-                where, plan.workers, plan.layout.socket, plan.layout.root,
+                "starting nginx on %s and %d uvicorn worker(s), each on its own socket %s (runtime dir %s)",
+                where, plan.workers, plan.layout.root / "uvicorn-<n>.sock", plan.layout.root,
             )  # fmt: skip
             self._add(processes.start_nginx(nginx.nginx_command(plan.nginx_binary, plan.layout), os.environ))
         else:
             logger.info("starting %d uvicorn worker(s) on %s, without nginx", plan.workers, where)
-        for _ in range(plan.workers):
-            self._start_worker()
+        for slot in range(plan.workers):
+            self._start_worker(slot)
 
     def _wait(self, signal_pipe: SignalPipe) -> None:
         for key, _ in self.selector.select(self._timeout()):
@@ -221,7 +226,7 @@ class _Supervisor:
         elif child.ready and code == 0:
             # A worker retires itself (e.g. after a request timed out in predict): not a crash.
             logger.info("worker %d stopped on its own after draining; starting a new one", child.pid)
-            self._start_worker()
+            self._start_worker(child.slot)
         elif self._crash_loop():
             logger.error(
                 "worker %d %s: %d workers died within %g s, stopping instead of restarting",
@@ -235,15 +240,20 @@ class _Supervisor:
                 child.pid,
                 out_of_memory or f"died ({describe_exit(code)})",
             )
-            self._start_worker()
+            self._start_worker(child.slot)
 
     def _out_of_memory(self, code: int) -> str:
-        """``was killed by SIGKILL, likely out of memory (...)`` when the cgroup's OOM-kill count rose."""
+        """``was killed by SIGKILL, likely out of memory (...)`` when the cgroup's OOM-kill count rose.
+
+        Each death takes one kill off the count: the kernel sometimes kills two workers
+        within milliseconds (the hog, then a worker still loading), and both are reaped at once.
+        """
         if code != -signal.SIGKILL:
             return ""
-        before, self.oom_kills = self.oom_kills, self.memory.oom_kills()
-        if self.oom_kills is None or before is None or self.oom_kills <= before:
+        counted = self.memory.oom_kills()
+        if counted is None or self.oom_kills is None or counted <= self.oom_kills:
             return ""
+        self.oom_kills += 1
         return (
             f"was killed by SIGKILL, likely out of memory ({self.memory.describe_limit()}; "
             "give the container more memory or run fewer workers with KILN_WORKERS)"
@@ -297,10 +307,18 @@ class _Supervisor:
             child.send(signal.SIGKILL)
 
     # --- children --------------------------------------------------------------------
-    def _start_worker(self) -> None:
-        child = processes.start_worker(self.plan.python, self.listener, self.worker_env)
+    def _start_worker(self, slot: int) -> None:
+        """Start worker ``slot``; behind nginx on a fresh socket at the slot's path (stale file removed)."""
+        if self.shared is not None:
+            child = processes.start_worker(self.plan.python, self.shared, self.worker_env, slot)
+        else:
+            sock = bind_worker_socket(self.plan.layout.worker_socket(slot))
+            try:
+                child = processes.start_worker(self.plan.python, sock, self.worker_env, slot)
+            finally:
+                sock.close()  # the worker holds it now: when the worker dies, connections are refused
         self._add(child)
-        logger.debug("started worker %d", child.pid)
+        logger.debug("started worker %d (slot %d)", child.pid, slot)
 
     def _add(self, child: Child) -> None:
         self.children[child.pid] = child

@@ -1,7 +1,8 @@
 """One uvicorn worker: ``python -m kiln.runtime.worker --socket-fd N --ready-fd M --supervisor-pid P``.
 
-The supervisor binds the listening socket and passes it down; the worker serves the
-scoring app on it and writes one byte to the readiness pipe once the model is loaded.
+The supervisor binds the worker's listening socket (behind nginx its own unix socket) and
+passes it down; the worker serves the scoring app on it and writes one byte to the
+readiness pipe once the model is loaded.
 Settings come from the environment the supervisor hands over (``RuntimeSettings.to_env``).
 """
 
