@@ -82,11 +82,11 @@ def _wrapped(key: str, value: dict[str, Any], params: dict[str, Any]) -> dict[st
 
 def _columns_split(signature: Signature) -> dict[str, Any]:
     names = list(signature.column_names)
-    row_types = _distinct([column_schema(s) for s in signature.inputs or ()])
+    row_types = _distinct([nullable(column_schema(s), s) for s in signature.inputs or ()])
     cell = row_types[0] if len(row_types) == 1 else {"anyOf": row_types}
-    columns: dict[str, Any] = {"type": "array", "items": {"enum": names}, "uniqueItems": True}
-    if len(signature.required_names) == len(names):
-        columns["minItems"] = columns["maxItems"] = len(names)
+    least, most = len(signature.required_names), len(names)  # optional columns may be left out
+    columns = {"type": "array", "items": {"enum": names}, "uniqueItems": True}
+    columns.update(minItems=least, maxItems=most)
     return {
         "type": "object",
         "description": "Rows in `data`, their values in the order of `columns`, which names "
@@ -98,7 +98,7 @@ def _columns_split(signature: Signature) -> dict[str, Any]:
             "data": {
                 "type": "array",
                 "minItems": 1,
-                "items": {"type": "array", "items": cell, "minItems": len(names), "maxItems": len(names)},
+                "items": {"type": "array", "items": cell, "minItems": least, "maxItems": most},
             },
         },
         "additionalProperties": False,
