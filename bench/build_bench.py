@@ -562,17 +562,22 @@ def main(argv: list[str] | None = None) -> int:
             opts.output.write_text(report.replace_section(current, SECTION, section))
             print(f"bench: wrote section {SECTION!r} of {opts.output}")
     finally:
-        if mlflow_from:  # our stand-in tag goes first, then the images it pointed at
-            images.untag_stand_in(docker, mlflow_from)
-        docker.cleanup()
-        # MLflow's cold builds start from one-off bases: their BuildKit cache is never reused.
-        pruned = docker.prune_build_cache_below(MLFLOW_FIRST_STEP)
-        print(f"bench: removed {pruned} build cache records of MLflow's builds", flush=True)
-        if opts.keep:
-            print(f"bench: work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(docker, mlflow_from, work, keep=opts.keep)
     return 0
+
+
+def clean_up(docker: images.Docker, mlflow_from: str, work: Path, *, keep: bool) -> None:
+    """Remove what a run made: the stand-in tag, images, MLflow's build cache, the work dir."""
+    if mlflow_from:  # our stand-in tag goes first, then the images it pointed at
+        images.untag_stand_in(docker, mlflow_from)
+    docker.cleanup()
+    # MLflow's cold builds start from one-off bases: their BuildKit cache is never reused.
+    pruned = docker.prune_build_cache_below(MLFLOW_FIRST_STEP)
+    print(f"bench: removed {pruned} build cache records of MLflow's builds", flush=True)
+    if keep:
+        print(f"bench: work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

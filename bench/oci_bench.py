@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import re
 import shlex
-import shutil
 import statistics
 import sys
 import tempfile
@@ -323,15 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             opts.output.write_text(report.replace_section(current, SECTION, section))
             print(f"bench: wrote section {SECTION!r} of {opts.output}")
     finally:
-        if mlflow_from:
-            images.untag_stand_in(docker, mlflow_from)
-        docker.cleanup()
-        pruned = docker.prune_build_cache_below(build_bench.MLFLOW_FIRST_STEP)
-        print(f"bench: removed {pruned} build cache records of MLflow's builds", flush=True)
-        if opts.keep:
-            print(f"bench: work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        build_bench.clean_up(docker, mlflow_from, work, keep=opts.keep)
     return 0
 
 
