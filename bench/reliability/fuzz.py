@@ -27,7 +27,7 @@ from tests.server.fuzz.report import FuzzReport
 from tests.server.fuzz.schema import run_schema
 from tests.server.fuzz.target import BODY_LIMIT, fuzz_target, iris_probe
 
-from bench.reliability.table import Section, Trial, render_section
+from bench.reliability.table import Section, Trial, section_main
 
 HYPOTHESIS_SCENARIO = (
     "hypothesis: generated raw requests (odd methods and targets; wrong, foreign-charset and "
@@ -89,11 +89,5 @@ def _trial(report: FuzzReport, scenario: str) -> Trial:
     return Trial("fuzzing", scenario, report.requests, outcome, report.ok)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(render_section(run(quick="--quick" in args)))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(section_main(run))

@@ -32,7 +32,7 @@ from tests.runtime.raw_clients import (
 from tests.runtime.running import Running, free_port, running, runtime_command, runtime_env
 from tests.runtime.scoring import iris_expected, iris_request, slow_request
 
-from bench.reliability.table import Section, Trial, render_section
+from bench.reliability.table import Section, Trial, section_main
 from kiln.runtime import client_limits
 
 BODY_LIMIT = "64k"
@@ -238,11 +238,5 @@ def run(quick: bool = False) -> Section:
     return Section("Limits", tuple(trials), notes)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(render_section(run(quick="--quick" in args)))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(section_main(run))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import servers, wrk
-from bench.reliability.table import Section, Trial, render_section
+from bench.reliability.table import Section, Trial, section_main
 from kiln import contract
 
 WORKERS = 2
@@ -221,11 +221,5 @@ def _notes(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(render_section(run(quick="--quick" in args)))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(section_main(run))

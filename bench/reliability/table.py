@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -46,3 +47,10 @@ def render_section(section: Section) -> str:
     if section.notes:
         out += "\n" + section.notes.strip() + "\n"
     return out
+
+
+def section_main(run: Callable[[bool], Section], argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.reliability.<section> [--quick]``: run one section and print its Markdown."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    print(render_section(run("--quick" in args)))
+    return 0
