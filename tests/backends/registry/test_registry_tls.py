@@ -13,7 +13,7 @@ from tests.backends.registry.images import assemble, layer
 from tests.backends.registry.servers import make_tls
 from tests.registry_support import Registry, started_registry
 
-from kiln.backends.registry import RegistryClient, push_image
+from kiln.backends.registry import RegistryClient, fetch_base, push_image
 from kiln.errors import RegistryError
 
 pytestmark = pytest.mark.usefixtures("no_docker_config")
@@ -94,3 +94,14 @@ def test_a_plain_http_registry_needs_kiln_insecure_registries(
     report = push_image(image, target)
 
     assert len(report.digests("uploaded")) == 2
+
+
+def test_an_unknown_registry_host_is_named_with_a_hint_not_about_plain_http() -> None:
+    # .invalid never resolves (RFC 2606): the failure is the name, not TLS or plain HTTP.
+    with pytest.raises(RegistryError) as caught:
+        fetch_base("registry.invalid/team/base:1", "linux/amd64")
+    assert "registry.invalid" in caught.value.message
+    hint = caught.value.hint or ""
+    assert "could not be resolved" in hint
+    assert "docker-archive:" in hint
+    assert "KILN_INSECURE_REGISTRIES" not in hint

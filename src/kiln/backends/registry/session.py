@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -249,6 +250,12 @@ class RegistrySession:
                 "the registry's TLS certificate is not trusted: point SSL_CERT_FILE at its CA bundle, "
                 f"or for a plain-HTTP registry add {self.registry} to {INSECURE_ENV}"
             )
+        elif _is_name_lookup_failure(exc):
+            hint = (
+                f"the host name of {self.registry} could not be resolved: check the reference and this "
+                "machine's network or proxy settings, or use a local base image "
+                "(--base-image docker-archive:FILE or oci:DIR)"
+            )
         elif isinstance(exc, httpx.ConnectError) and not self.plain_http:
             hint = f"if {self.registry} speaks plain HTTP, add it to {INSECURE_ENV}"
         return RegistryError(
@@ -295,3 +302,16 @@ def _registry_error(response: httpx.Response) -> tuple[str | None, str | None]:
         return str(first.get("code") or "") or None, str(first.get("message") or "") or None
     except (ValueError, KeyError, IndexError, TypeError, AttributeError, httpx.ResponseNotRead):
         return None, None
+
+
+def _is_name_lookup_failure(exc: BaseException) -> bool:
+    """True when a connection failed because DNS did not know the host (``socket.gaierror`` underneath)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return True
+        text = str(seen)
+        if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
