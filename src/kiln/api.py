@@ -179,7 +179,7 @@ def generate_dockerfile(
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
     progress: Progress | None = None,
-    builder: str = "docker",
+    backend: str = "docker",
 ) -> Path:
     """Write a Dockerfile and its build context into ``output_directory``; return the Dockerfile's path.
 
@@ -199,7 +199,12 @@ def generate_dockerfile(
             output = Path(output_directory).absolute()
             progress.phase("connecting to Docker")
             try:
-                engine: Builder | None = get_builder(builder)
+                if backend != "docker":
+                    raise UsageError(
+                        f"generate_dockerfile writes a Dockerfile for the docker backend, not {backend!r} "
+                        "(the oci backend builds without one: kiln build --backend oci)"
+                    )
+                engine: Builder | None = get_builder(backend)
             except DockerUnavailableError as exc:
                 engine = None
                 log.warning("%s; the base image cannot be inspected", exc.message)
