@@ -66,6 +66,14 @@ def trials_from_tests(
     return trials or [_broken(targets, f"no test ran: {_tail(finished)}")]
 
 
+def _described(node: str, described: Mapping[str, Described]) -> Described | None:
+    """The description for ``node``; keys may be relative to any directory above the test file
+    (pytest's node ids depend on the rootdir it picked, which depends on where it was started)."""
+    if node in described:
+        return described[node]
+    return next((d for key, d in described.items() if node.endswith("/" + key)), None)
+
+
 def _trial(case: ElementTree.Element, described: Mapping[str, Described]) -> Trial:
     node = _node_id(case)
     recorded = next((p.get("value") for p in case.iter("property") if p.get("name") == PROPERTY), None)
@@ -73,7 +81,7 @@ def _trial(case: ElementTree.Element, described: Mapping[str, Described]) -> Tri
         row = json.loads(recorded)
         area, scenario, attempts, outcome = row["area"], row["scenario"], row["attempts"], row["outcome"]
     else:
-        known = described.get(node, Described("tests", node, "as the test asserts"))
+        known = _described(node, described) or Described("tests", node, "as the test asserts")
         area, scenario, attempts, outcome = known.area, known.scenario, known.attempts, known.outcome
     problem = next(
         (case.find(tag) for tag in ("failure", "error", "skipped") if case.find(tag) is not None), None
