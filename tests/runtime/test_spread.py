@@ -97,3 +97,21 @@ def test_keep_alive_clients_are_spread_over_both_workers_also_after_one_is_repla
     since = len(run.output())
     assert _batch(run) == [200] * total
     _assert_fair(_served_by_socket(run, since, total), total)
+
+
+def test_with_one_worker_a_request_during_its_replacement_waits_for_the_new_worker(
+    start_runtime: StartRuntime, model_dir: Callable[[str], Path]
+) -> None:
+    # No other worker to pass the request to: the slot's socket stays open in the supervisor,
+    # so the connection waits in its backlog until the replacement has loaded the model.
+    run = start_runtime(model_dir("slow_predict"), env={"KILN_WORKERS": "1"})
+    run.wait_ready()
+    [victim] = run.workers()
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: victim not in run.workers(), 10, f"worker {victim} to be reaped", run)
+    with httpx.Client(base_url=run.url, timeout=60) as http:
+        answer = http.post(
+            "/invocations", content=slow_request(0.01), headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 200, answer.text
+    assert run.workers() and victim not in run.workers()

@@ -72,11 +72,10 @@ def bind_listener(plan: Plan) -> socket.socket:
 def bind_worker_socket(path: Path) -> socket.socket:
     """Behind nginx: one worker's own unix socket at ``path``, bound but not listening.
 
-    A socket file left by the worker's dead predecessor is removed first, so the
-    replacement comes back on the same path and nginx's upstream needs no change.
-    Until the worker has loaded the model and calls ``listen()``, nginx's connections
-    are refused and it passes the request to another worker (or answers 503 when
-    none is listening).
+    A socket file left by an earlier run is removed first. The supervisor binds each
+    slot's socket once and keeps it for the slot's later workers. Until the slot's first
+    worker has loaded the model and calls ``listen()``, nginx's connections are refused
+    and it passes the request to another worker (or answers 503 when none is listening).
     """
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -69,6 +69,8 @@ class _Supervisor:
         self.plan = plan
         self.shared = shared
         """Without nginx, the TCP socket all workers accept on; None behind nginx (one socket each)."""
+        self.slot_sockets: dict[int, socket.socket] = {}
+        """Behind nginx: each worker slot's unix socket, kept open here across worker replacements."""
         self.worker_env = worker_env
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
@@ -98,6 +100,8 @@ class _Supervisor:
                 for child in self.children.values():
                     child.close_pipe()  # the processes are being killed; their pipes are not read again
                 self.selector.close()
+                for sock in self.slot_sockets.values():
+                    sock.close()
 
     def _start(self) -> None:
         plan = self.plan
@@ -308,15 +312,21 @@ class _Supervisor:
 
     # --- children --------------------------------------------------------------------
     def _start_worker(self, slot: int) -> None:
-        """Start worker ``slot``; behind nginx on a fresh socket at the slot's path (stale file removed)."""
+        """Start worker ``slot``; behind nginx on the slot's own socket (bound at its first start).
+
+        The supervisor keeps each slot's socket open across replacements: once the first
+        worker of a slot has loaded the model and called ``listen()``, connections nginx
+        opens while that worker is being replaced wait in the socket's backlog and are
+        served by its successor instead of being refused (with one worker there is no
+        other worker to pass them to). ``least_conn`` steers new requests to the other
+        workers meanwhile, since the waiting connections count against the restarting slot.
+        """
         if self.shared is not None:
-            child = processes.start_worker(self.plan.python, self.shared, self.worker_env, slot)
+            sock = self.shared
         else:
-            sock = bind_worker_socket(self.plan.layout.worker_socket(slot))
-            try:
-                child = processes.start_worker(self.plan.python, sock, self.worker_env, slot)
-            finally:
-                sock.close()  # the worker holds it now: when the worker dies, connections are refused
+            sock = self.slot_sockets.get(slot) or bind_worker_socket(self.plan.layout.worker_socket(slot))
+            self.slot_sockets[slot] = sock
+        child = processes.start_worker(self.plan.python, sock, self.worker_env, slot)
         self._add(child)
         logger.debug("started worker %d (slot %d)", child.pid, slot)
 
