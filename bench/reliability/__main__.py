@@ -198,7 +198,11 @@ def machine() -> str:
 
 def _commit() -> str:
     commit = _output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "unknown"
-    dirty = _output(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
+    # The report's own outputs (results/, docs/reliability.md) change as sections run: not kiln's code.
+    dirty = _output(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":(exclude)bench/reliability/results", ":(exclude)docs/reliability.md"]
+    )  # fmt: skip
     return f"{commit}{' + uncommitted changes' if dirty else ''}"
 
 
