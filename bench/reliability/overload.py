@@ -3,7 +3,7 @@
 The model is the ``slow_predict`` fixture asked for PREDICT_SECONDS per request (a sleep: a
 fixed, measurable cost that releases the GIL like numpy-heavy predictions, and that a busy
 2-core machine does not blur). Two ``kiln serve`` instances (nginx in front of WORKERS uvicorn
-workers) run side by side: one with the default queue limit, one with ``--max-queue 0``.
+workers) run side by side: one with a queue limit of LIMIT per worker, one with ``--max-queue 0``.
 
 1. The saturation concurrency: wrk against the unlimited server at rising connection
    counts; the first count whose requests/s reach 90 % of the best seen.
@@ -36,6 +36,8 @@ from bench.reliability.table import Section, Trial, section_main
 from kiln import contract
 
 WORKERS = 2
+LIMIT = 8
+"""Queue places per worker: 2 x 8 = 16, below 16x saturation, so the limit bites where it should."""
 PREDICT_SECONDS = 0.02
 FACTORS = (1, 4, 16)
 BODY = json.dumps({"dataframe_records": [{"seconds": PREDICT_SECONDS}]})
@@ -153,7 +155,7 @@ def run(quick: bool = False) -> Section:
     """Measure, and return the overload section of docs/reliability.md."""
     seconds, repeats = (3.0, 1) if quick else (8.0, 3)
     levels = (1, 2, 4, 8) if quick else (1, 2, 3, 4, 6, 8, 12, 16)
-    limit = contract.DEFAULT_MAX_QUEUE
+    limit = LIMIT
     work = Path(tempfile.mkdtemp(prefix="kiln-overload-"))
     try:
         from tests.fixtures import models
@@ -213,7 +215,8 @@ def _notes(
     steps = ", ".join(f"{load.connections}: {load.ok_rps:.0f}" for load in curve)
     return (
         f"`slow_predict` at {PREDICT_SECONDS * 1000:.0f} ms a request, `kiln serve` with {WORKERS} workers "
-        f"behind nginx; queue limit {limit} per worker (the default) against `--max-queue 0`. "
+        f"behind nginx; queue limit `--max-queue {limit}` per worker (the default, "
+        f"{contract.DEFAULT_MAX_QUEUE}, leaves more places than 16x saturation) against `--max-queue 0`. "
         f"Saturation: {sat} connections (req/s by connections: {steps}). Each cell: the median of "
         f"{repeats} wrk run(s) of {seconds:.0f} s, the two servers alternating; wrk retries a 503 at "
         "once (no `Retry-After`), so the 503 rate is the worst case, not what polite clients cause.\n\n"

@@ -83,7 +83,7 @@ DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_GRACE_PERIOD = 25.0
 """Below Kubernetes' default 30 s termination grace; use ``docker stop -t 30``."""
-DEFAULT_MAX_QUEUE = 16
+DEFAULT_MAX_QUEUE = 64
 """Per worker; 0 turns the limit off. How it was chosen: docs/scoring.md, "Overload"."""
 
 # --- labels ------------------------------------------------------------------------------
