@@ -5,20 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from kiln.runtime.memory import find_memory_cgroup
+from tests.runtime.cgroup_files import proc_cgroup, write
 
 V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill {}\n"
 V2_EVENTS = "low 0\nhigh 0\nmax 12\noom 2\noom_kill {}\noom_group_kill 0\n"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def _proc_cgroup(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "proc-self-cgroup"
-    path.write_text(text)
-    return path
 
 
 def test_cgroup_v1_container(tmp_path: Path) -> None:
@@ -26,34 +16,34 @@ def test_cgroup_v1_container(tmp_path: Path) -> None:
     # cgroup while /proc/self/cgroup names the host-side path.
     root = tmp_path / "cgroup"
     memory = root / "memory"
-    _write(memory / "memory.limit_in_bytes", "419430400\n")
-    _write(memory / "memory.oom_control", V1_OOM_CONTROL.format(0))
-    proc = _proc_cgroup(tmp_path, "4:memory:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n")
+    write(memory / "memory.limit_in_bytes", "419430400\n")
+    write(memory / "memory.oom_control", V1_OOM_CONTROL.format(0))
+    proc = proc_cgroup(tmp_path, "4:memory:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n")
     found = find_memory_cgroup(root, proc)
     assert (found.directory, found.version, found.limit) == (memory, 1, 400 << 20)
     assert found.oom_kills() == 0
-    _write(memory / "memory.oom_control", V1_OOM_CONTROL.format(3))  # the kernel killed three
+    write(memory / "memory.oom_control", V1_OOM_CONTROL.format(3))  # the kernel killed three
     assert found.oom_kills() == 3
     assert found.describe_limit() == "container memory limit 400 MiB"
 
 
 def test_cgroup_v1_without_a_limit(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
-    _write(root / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")
-    _write(root / "memory" / "memory.oom_control", V1_OOM_CONTROL.format(1))
-    found = find_memory_cgroup(root, _proc_cgroup(tmp_path, "4:memory:/\n"))
+    write(root / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")
+    write(root / "memory" / "memory.oom_control", V1_OOM_CONTROL.format(1))
+    found = find_memory_cgroup(root, proc_cgroup(tmp_path, "4:memory:/\n"))
     assert found.limit is None and found.oom_kills() == 1
     assert found.describe_limit() == "no container memory limit: the machine itself ran out"
 
 
 def test_cgroup_v2_tightest_ancestor_wins_and_events_are_read_here(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
-    _write(root / "cgroup.controllers", "cpu memory pids\n")
-    _write(root / "kubepods" / "memory.max", str(2 << 30))
-    _write(root / "kubepods" / "pod1" / "memory.max", "max\n")
-    _write(root / "kubepods" / "pod1" / "ctr" / "memory.max", "max\n")
-    _write(root / "kubepods" / "pod1" / "ctr" / "memory.events", V2_EVENTS.format(4))
-    found = find_memory_cgroup(root, _proc_cgroup(tmp_path, "0::/kubepods/pod1/ctr\n"))
+    write(root / "cgroup.controllers", "cpu memory pids\n")
+    write(root / "kubepods" / "memory.max", str(2 << 30))
+    write(root / "kubepods" / "pod1" / "memory.max", "max\n")
+    write(root / "kubepods" / "pod1" / "ctr" / "memory.max", "max\n")
+    write(root / "kubepods" / "pod1" / "ctr" / "memory.events", V2_EVENTS.format(4))
+    found = find_memory_cgroup(root, proc_cgroup(tmp_path, "0::/kubepods/pod1/ctr\n"))
     assert found.version == 2 and found.limit == 2 << 30
     assert found.directory == root / "kubepods" / "pod1" / "ctr"
     assert found.oom_kills() == 4
@@ -62,10 +52,10 @@ def test_cgroup_v2_tightest_ancestor_wins_and_events_are_read_here(tmp_path: Pat
 
 def test_cgroup_v2_namespace_sees_its_own_root(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
-    _write(root / "cgroup.controllers", "memory\n")
-    _write(root / "memory.max", "536870912\n")
-    _write(root / "memory.events", V2_EVENTS.format(0))
-    found = find_memory_cgroup(root, _proc_cgroup(tmp_path, "0::/\n"))
+    write(root / "cgroup.controllers", "memory\n")
+    write(root / "memory.max", "536870912\n")
+    write(root / "memory.events", V2_EVENTS.format(0))
+    found = find_memory_cgroup(root, proc_cgroup(tmp_path, "0::/\n"))
     assert (found.directory, found.limit, found.oom_kills()) == (root, 512 << 20, 0)
 
 

@@ -9,8 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+from kiln.runtime.cgroups import (
+    CGROUP_ROOT,
+    PROC_SELF_CGROUP,
+    cgroup_dir,
+    limits_along,
+    memberships,
+    read_text,
+)
+
 _UNLIMITED = 1 << 62
 """cgroup v1 writes "no limit" as a huge number (9223372036854771712 on 4 KiB pages)."""
 
@@ -30,7 +37,7 @@ class MemoryCgroup:
         if self.directory is None:
             return None
         name = "memory.events" if self.version == 2 else "memory.oom_control"
-        text = _read(self.directory / name) or ""
+        text = read_text(self.directory / name) or ""
         for line in text.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill" and value.strip().isdigit():
@@ -52,39 +59,27 @@ def find_memory_cgroup(
     Inside a container the mount usually *is* the container's cgroup while
     ``/proc/self/cgroup`` may still name the host-side path; then the mount itself is used.
     """
-    for line in (_read(proc_self_cgroup) or "").splitlines():
-        parts = line.strip().split(":", 2)
-        if len(parts) != 3:
-            continue
-        controllers, path = parts[1], parts[2]
+    found = memberships(read_text(proc_self_cgroup) or "")
+    for controllers, path in found:
         if "memory" in controllers.split(","):
             return _find(cgroup_root / "memory", path, version=1)
-    for line in (_read(proc_self_cgroup) or "").splitlines():
-        if line.startswith("0::") and (cgroup_root / "cgroup.controllers").is_file():
-            return _find(cgroup_root, line[3:].strip(), version=2)
+    for controllers, path in found:
+        if controllers == "" and (cgroup_root / "cgroup.controllers").is_file():
+            return _find(cgroup_root, path, version=2)
     return MemoryCgroup(directory=None, version=0, limit=None)
 
 
 def _find(mount: Path, path: str, *, version: int) -> MemoryCgroup:
     if not mount.is_dir():
         return MemoryCgroup(directory=None, version=0, limit=None)
-    directory = mount / path.strip("/")
-    if not directory.is_dir():
-        directory = mount
-    limits = []
-    current = directory
-    while True:
-        limit = _limit(current, version)
-        if limit is not None:
-            limits.append(limit)
-        if current == mount or mount not in current.parents:
-            break
-        current = current.parent
-    return MemoryCgroup(directory=directory, version=version, limit=min(limits) if limits else None)
+    limits = limits_along(mount, path, lambda directory: _limit(directory, version))
+    return MemoryCgroup(
+        directory=cgroup_dir(mount, path), version=version, limit=min(limits) if limits else None
+    )
 
 
 def _limit(directory: Path, version: int) -> int | None:
-    text = (_read(directory / ("memory.max" if version == 2 else "memory.limit_in_bytes")) or "").strip()
+    text = (read_text(directory / ("memory.max" if version == 2 else "memory.limit_in_bytes")) or "").strip()
     if not text.isdigit():
         return None  # "max" (v2), or no such file
     value = int(text)
@@ -95,10 +90,3 @@ def _mebibytes(size: int) -> str:
     if size >= 1 << 30 and size % (1 << 30) == 0:
         return f"{size >> 30} GiB"
     return f"{size / (1 << 20):.0f} MiB"
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        return None

@@ -41,7 +41,7 @@ def run(plan: Plan) -> int:
         if plan.nginx_binary:
             check_port_free(plan.settings.port)
             plan.layout.nginx_conf.write_text(plan.nginx_conf, encoding="utf-8")
-            shared = None  # each worker gets its own socket (bind_worker_socket) when it starts
+            shared = None  # each worker slot binds its own socket at its first start and keeps it
         else:
             shared = bind_listener(plan)
         try:
