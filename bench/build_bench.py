@@ -522,7 +522,7 @@ def _git(*args: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     opts = _options(argv)
-    from kiln.backends.docker import find_docker
+    from kiln.backends.docker.cli import find_docker
 
     cli = find_docker()  # kiln's own choice of client and builder; MLflow gets the same
     docker = images.Docker(cli.binary, cli.buildkit)

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = _options(argv)
     from tests.registry_support import started_registry
 
-    from kiln.backends.docker import find_docker
+    from kiln.backends.docker.cli import find_docker
 
     cli = find_docker()
     docker = images.Docker(cli.binary, cli.buildkit)

@@ -60,11 +60,11 @@ def main() -> int:
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    from kiln.runtime.settings import RuntimeSettings
     from kiln.server.parsing import parse_request
     from kiln.server.predict import Predictor
     from kiln.server.serialize import predictions_json
     from kiln.server.state import ServerState
+    from kiln.settings import RuntimeSettings
 
     model = mlflow.pyfunc.load_model(model_dir)
     schema = model.metadata.get_input_schema()

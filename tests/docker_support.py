@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 BASE_IMAGE = "kiln-test/python:3.11-slim"
 REPO = Path(__file__).resolve().parent.parent

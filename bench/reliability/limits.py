@@ -33,7 +33,7 @@ from tests.runtime.running import Running, free_port, running, runtime_command, 
 from tests.runtime.scoring import iris_expected, iris_request, slow_request
 
 from bench.reliability.table import Section, Trial, section_main
-from kiln.runtime import client_limits
+from kiln.server import client_limits
 
 BODY_LIMIT = "64k"
 MODES = {"nginx": {}, "no-nginx": {"KILN_DISABLE_NGINX": "true"}}

@@ -19,19 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import contract
-from kiln.backends.base import Builder, BuildRequest, BuiltImage, get_builder
-from kiln.backends.progress import LogProgress, Progress
-from kiln.backends.smoke import SmokeResult
+from kiln.backends.base import Builder, BuildRequest, BuiltImage
+from kiln.backends.builders import get_builder
+from kiln.backends.docker.smoke import SmokeResult
 from kiln.env.resolve import resolve_env
 from kiln.env.spec import EnvSpec, TargetPlatform
 from kiln.errors import BuildError, DockerUnavailableError, KilnError, UsageError
 from kiln.image.base import PythonPlan, default_base_image, describe_mismatch, plan_python, requested_python
-from kiln.image.context import write_context
+from kiln.image.dockerfile.context import write_context
 from kiln.image.interpreter import fetch_python
 from kiln.image.probe import BaseImageInfo, assumed_python_slim
 from kiln.image.spec import ImageOptions, ImageSpec, build_image_spec
 from kiln.model.info import ModelInfo
 from kiln.model.inputs import BuildInputs, build_inputs
+from kiln.progress import LogProgress, Progress
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +382,8 @@ def _check_targets(
 
 
 def _smoke(engine: Builder, image: BuiltImage, inputs: BuildInputs, progress: Progress) -> SmokeResult:
-    from kiln.backends.docker import DockerBuilder
-    from kiln.backends.smoke import smoke_test
+    from kiln.backends.docker.builder import DockerBuilder
+    from kiln.backends.docker.smoke import smoke_test
 
     if not isinstance(engine, DockerBuilder):
         engine = DockerBuilder.connect()  # the oci backend loaded the image into it (--output docker)

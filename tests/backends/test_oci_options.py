@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kiln import api
-from kiln.backends.base import BUILDERS, get_builder
+from kiln.backends.builders import BUILDERS, get_builder
 from kiln.backends.oci import OciBuilder, Output, check_targets, parse_output, source_date_epoch
 from kiln.errors import UsageError
 

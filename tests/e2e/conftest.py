@@ -19,7 +19,7 @@ import pytest
 from tests.docker_support import BASE_IMAGE, docker_builder  # noqa: F401
 from tests.env.conftest import PackageIndex
 
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 SECRET_TOKEN = "kiln-test-secret-token"
 SESSION = uuid.uuid4().hex[:8]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from kiln.backends.docker import DockerCli
+from kiln.backends.docker.cli import DockerCli
 
 READY_TIMEOUT = 240.0
 """Model loading is slow when two cores are shared by many test processes."""

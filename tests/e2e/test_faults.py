@@ -24,7 +24,7 @@ from tests.e2e.counted_load import CLOSED, REFUSED, CountedLoad
 from tests.trials import load_seconds, record_trial
 
 from kiln import contract
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import pytest
 from tests.docker_support import BASE_IMAGE
 from tests.e2e.conftest import SESSION, Built, Images, kiln
 
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 
 @pytest.mark.docker

@@ -17,7 +17,7 @@ from tests.env.conftest import PackageIndex
 from tests.runtime.scoring import iris_expected, iris_request
 
 from kiln import __version__, contract
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -21,12 +21,12 @@ import pytest
 from tests.docker_support import BASE_IMAGE
 from tests.e2e.conftest import SESSION, Built, kiln
 from tests.e2e.containers import container
-from tests.image.oci.oci_support import run, tool
+from tests.oci.oci_support import run, tool
 from tests.registry_support import Registry, registry  # noqa: F401
 from tests.runtime.scoring import iris_expected, iris_request
 
 import kiln as kiln_package
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from tests.e2e.conftest import Built
 from tests.e2e.containers import container
 from tests.runtime.scoring import iris_columns
 
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

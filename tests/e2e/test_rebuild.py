@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.conftest import Images, kiln
 
 import kiln as kiln_package
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -27,7 +27,7 @@ from tests.env.conftest import PackageIndex
 from tests.trials import record_trial
 
 from kiln import contract
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

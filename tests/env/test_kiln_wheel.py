@@ -55,7 +55,7 @@ def test_installs_with_no_deps_into_a_fresh_venv(tmp_path: Path) -> None:
         [uv_bin, "pip", "install", "--quiet", "--no-deps", "--python", str(python), str(wheel)], check=True
     )
     result = subprocess.run(
-        [str(python), "-c", "import kiln, kiln.runtime.settings; print(kiln.__file__)"],
+        [str(python), "-c", "import kiln, kiln.settings; print(kiln.__file__)"],
         capture_output=True,
         text=True,
         check=False,

@@ -57,7 +57,7 @@ def test_an_image_with_nothing_kiln_can_use_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.docker
 def test_probe_the_test_base_image(docker_builder: object, tmp_path: Path) -> None:
-    from kiln.backends.docker import DockerBuilder
+    from kiln.backends.docker.builder import DockerBuilder
 
     assert isinstance(docker_builder, DockerBuilder)
     builder = DockerBuilder(docker_builder.cli, ProbeCache(tmp_path))

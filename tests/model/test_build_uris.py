@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from kiln import contract
-from kiln.backends.docker import DockerBuilder
+from kiln.backends.docker.builder import DockerBuilder
 from tests.docker_support import BASE_IMAGE, assert_not_in_image, docker_builder  # noqa: F401
 from tests.e2e.conftest import kiln
 from tests.e2e.containers import container

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kiln.runtime import client_limits
 from kiln.runtime.layout import RuntimeLayout
 from kiln.runtime.nginx import nginx_config, render_nginx_conf
-from kiln.runtime.settings import RuntimeSettings
+from kiln.server import client_limits
+from kiln.settings import RuntimeSettings
 from tests.runtime.conftest import StartRuntime
 from tests.runtime.raw_clients import (
     head_with_header,

@@ -12,7 +12,7 @@ from kiln.errors import ServeError
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime.layout import RuntimeLayout
 from kiln.runtime.nginx import find_nginx, nginx_command, nginx_config, render_nginx_conf
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("KILN_UPDATE_GOLDEN") == "1"

@@ -15,8 +15,8 @@ import pytest
 
 from kiln import contract
 from kiln.errors import UsageError
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.app import create_app
+from kiln.settings import RuntimeSettings
 from tests.runtime.running import (
     Running,
     free_port,

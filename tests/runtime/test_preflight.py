@@ -13,7 +13,7 @@ import pytest
 from kiln import contract
 from kiln.errors import DependencyError
 from kiln.runtime import preflight
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 AGNOSTIC = {contract.ENV_MODEL_AGNOSTIC[0]: "true"}
 

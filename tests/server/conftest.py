@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.app import create_app
+from kiln.settings import RuntimeSettings
 from tests.server.serving import ProcessServer, ThreadServer
 
 

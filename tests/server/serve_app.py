@@ -13,8 +13,8 @@ import sys
 
 import uvicorn
 
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.app import create_app
+from kiln.settings import RuntimeSettings
 
 
 def main() -> int:

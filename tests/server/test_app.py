@@ -11,8 +11,8 @@ import mlflow
 import pytest
 
 import kiln
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.app import create_app
+from kiln.settings import RuntimeSettings
 from tests.server.serving import ThreadServer
 
 

@@ -18,8 +18,8 @@ import schemathesis
 
 import kiln
 from kiln.model.info import read_model_info
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.openapi import openapi_document
+from kiln.settings import RuntimeSettings
 from tests.runtime.running import free_port, running
 
 GOLDEN = Path(__file__).parent / "golden" / "openapi"

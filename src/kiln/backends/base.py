@@ -1,15 +1,13 @@
-"""The Builder protocol: probe a base image, build a context into an image. Implementations by name."""
+"""The Builder protocol: probe a base image, build an image; the values a build hands back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from kiln.backends.progress import Progress
-from kiln.errors import UsageError
 from kiln.image.probe import BaseImageInfo
+from kiln.progress import Progress
 
 if TYPE_CHECKING:
     from kiln.env.spec import EnvSpec
@@ -18,7 +16,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One image build: a context written by ``kiln.image.context`` and how to tag it."""
+    """One image build: a context written by ``kiln.image.dockerfile.context`` and how to tag it."""
 
     context: Path
     tag: str
@@ -90,29 +88,3 @@ class Builder(Protocol):
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
         """Build ``request.context``; BuildError with the failing step's log tail on failure."""
         ...
-
-
-def _docker() -> Builder:
-    from kiln.backends.docker import DockerBuilder
-
-    return DockerBuilder.connect()
-
-
-def _oci() -> Builder:
-    from kiln.backends.oci import OciBuilder
-
-    return OciBuilder()
-
-
-BUILDERS: dict[str, Callable[[], Builder]] = {"docker": _docker, "oci": _oci}
-"""Builder implementations by name; each factory fails fast when its engine is unreachable."""
-
-
-def get_builder(name: str = "docker") -> Builder:
-    try:
-        factory = BUILDERS[name]
-    except KeyError:
-        raise UsageError(
-            f"unknown backend {name!r} (expected one of {', '.join(sorted(BUILDERS))})"
-        ) from None
-    return factory()

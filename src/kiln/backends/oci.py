@@ -1,8 +1,8 @@
 """The OCI backend (``--backend oci``): kiln writes the image itself, no daemon, same image bytes every time.
 
 ``probe`` opens the base (``docker-archive:``, ``oci:`` or a registry; see
-``kiln.image.oci.sources``) and reads it without running it. ``build`` makes kiln's layers
-on the host (``kiln.image.oci.build``), reusing every layer whose inputs are unchanged,
+``kiln.oci.sources``) and reads it without running it. ``build`` makes kiln's layers
+on the host (``kiln.image.layers.build``), reusing every layer whose inputs are unchanged,
 writes the config and manifest, then each ``--output`` (an OCI layout, a docker-archive,
 or ``docker load`` into a running engine) and each ``--push``. Layer times are
 ``SOURCE_DATE_EPOCH`` (0 when unset), so the same inputs give the same image ID and
@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 from kiln.backends.base import BuildRequest, BuildStep, BuiltImage, PushedImage
-from kiln.backends.progress import Progress
+from kiln.env.cache import cache_root
 from kiln.errors import BuildError, DockerUnavailableError, UsageError
-from kiln.image.oci.archive import repo_tag, save_archive, write_archive
-from kiln.image.oci.blobstore import BlobStore
-from kiln.image.oci.build import (
+from kiln.image.layers.build import (
     MadeLayer,
     assemble_image,
     environment_job,
@@ -35,13 +33,19 @@ from kiln.image.oci.build import (
     model_job,
     system_job,
 )
-from kiln.image.oci.layout import write_layout
-from kiln.image.oci.probe import probe_files
-from kiln.image.oci.sources import BaseImage, fetch_layers, open_base
-from kiln.image.oci.types import Image
+from kiln.image.layers.probe import probe_files
 from kiln.image.probe import BaseImageInfo
+from kiln.oci.archive import repo_tag, save_archive, write_archive
+from kiln.oci.blobstore import BlobStore
+from kiln.oci.layout import write_layout
+from kiln.oci.sources import BaseImage, fetch_layers, open_base
+from kiln.oci.types import Image
+from kiln.progress import Progress
 
 log = logging.getLogger(__name__)
+
+ENV_OCI_CACHE = "KILN_OCI_CACHE"
+"""Overrides the blob store's root (default ``oci/`` in kiln's cache)."""
 
 OutputKind = Literal["oci", "docker-archive", "docker"]
 OUTPUT_FORMS = "oci:DIR[:TAG], docker-archive:FILE or docker"
@@ -83,7 +87,7 @@ def check_targets(
     """Validate ``--output``/``--push`` (and SOURCE_DATE_EPOCH) before any work; with neither target,
     ``docker`` when an engine answers, else UsageError (a daemonless build must be told where the
     image goes)."""
-    from kiln.backends.registry import parse_reference
+    from kiln.oci.registry import parse_reference
 
     source_date_epoch(environ)
 
@@ -93,7 +97,7 @@ def check_targets(
         parse_reference(text)
     if outputs or push:
         return tuple(outputs)
-    from kiln.backends.docker import find_docker
+    from kiln.backends.docker.cli import find_docker
 
     try:
         find_docker(environ)
@@ -103,6 +107,14 @@ def check_targets(
             hint=f"add --output {OUTPUT_FORMS.replace(' or ', ', ')}, or --push REGISTRY/REPO:TAG",
         ) from exc
     return ("docker",)
+
+
+def default_store_root(environ: Mapping[str, str]) -> Path:
+    """``$KILN_OCI_CACHE``, else ``oci/`` in kiln's cache (``kiln.env.cache.cache_root``)."""
+    explicit = environ.get(ENV_OCI_CACHE)
+    if explicit:
+        return Path(explicit).expanduser()
+    return cache_root() / "oci"
 
 
 def check_build_args(build_args: Sequence[tuple[str, str]]) -> None:
@@ -131,8 +143,8 @@ class OciBuilder:
     """The context's Dockerfile is not what gets built; its syntax does not matter here."""
 
     def __init__(self, store: BlobStore | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.store = store or BlobStore.default()
         self.environ = dict(os.environ if environ is None else environ)
+        self.store = store or BlobStore(default_store_root(self.environ))
         self._bases: dict[tuple[str, str | None], tuple[BaseImage, BaseImageInfo]] = {}
 
     def base(self, image: str, platform: str | None = None) -> tuple[BaseImage, BaseImageInfo]:
@@ -236,7 +248,7 @@ class OciBuilder:
         return tuple(written)
 
     def _push(self, image: Image, reference: str, progress: Progress) -> PushedImage:
-        from kiln.backends.registry import push_image
+        from kiln.oci.registry import push_image
 
         progress.step(f"push: {reference}")
         report = push_image(image, reference, progress=progress)
@@ -258,7 +270,7 @@ def load_into_docker(
     environ: Mapping[str, str] | None = None,
 ) -> None:
     """Stream the image as a docker-archive into ``docker load``; DockerUnavailableError without an engine."""
-    from kiln.backends.docker import find_docker
+    from kiln.backends.docker.cli import find_docker
 
     try:
         cli = find_docker(environ)

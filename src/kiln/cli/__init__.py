@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from kiln import __version__
 from kiln.errors import KilnError
+from kiln.version import __version__
 
 
 class _KilnGroup(click.Group):

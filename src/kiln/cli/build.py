@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import click
 
 from kiln import contract
-from kiln.backends.progress import LogProgress, Progress, QuietProgress, RichProgress
 from kiln.cli import main
 from kiln.errors import UsageError
+from kiln.progress import LogProgress, Progress, QuietProgress, RichProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
 BACKENDS = ("docker", "oci")

@@ -13,7 +13,7 @@ import click
 
 from kiln import contract, envvars
 from kiln.cli import main
-from kiln.runtime.settings import LOG_LEVELS, RuntimeSettings
+from kiln.settings import LOG_LEVELS, RuntimeSettings
 
 
 @main.command("serve")

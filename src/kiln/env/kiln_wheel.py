@@ -13,9 +13,9 @@ import io
 import zipfile
 from pathlib import Path
 
-import kiln
 from kiln.contract import RUNTIME_REQUIREMENTS
 from kiln.env.cache import atomic_write
+from kiln.version import __version__
 
 _DATE = (1980, 1, 1, 0, 0, 0)
 _MODE = 0o100644 << 16
@@ -25,8 +25,8 @@ _SKIP_SUFFIXES = (".pyc", ".pyo")
 
 def build_kiln_wheel(out_dir: Path) -> tuple[Path, str]:
     """Write ``kiln-<version>-py3-none-any.whl`` into ``out_dir``; return it and ``sha256:<hex>``."""
-    package_dir = Path(kiln.__file__).resolve().parent
-    version = kiln.__version__
+    package_dir = Path(__file__).resolve().parent.parent  # src/kiln
+    version = __version__
     dist_info = f"kiln-{version}.dist-info"
     files = [
         (f"kiln/{path.relative_to(package_dir).as_posix()}", path.read_bytes())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kiln import __version__, contract
+from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
 from kiln.image.base import PythonPlan, describe_mismatch
@@ -15,6 +15,7 @@ from kiln.image.probe import BaseImageInfo
 from kiln.image.secrets import scrub_lock
 from kiln.model.info import ModelInfo, signature_summary
 from kiln.model.uri import strip_credentials
+from kiln.version import __version__
 
 Installer = Literal["pip-wheel", "pip-module", "uv-wheel", "micromamba"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kiln.runtime.settings import RuntimeSettings
+    from kiln.settings import RuntimeSettings
 
 
 def serve(settings: RuntimeSettings) -> int:

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         _check_arguments(argv)
         from kiln.runtime import serve
         from kiln.runtime.logs import configure_logging
-        from kiln.runtime.settings import RuntimeSettings
+        from kiln.settings import RuntimeSettings
 
         settings = RuntimeSettings.from_env(os.environ)
         configure_logging(settings.log_level)

@@ -12,9 +12,9 @@ from importlib import resources
 import jinja2
 
 from kiln.errors import ServeError
-from kiln.runtime import client_limits
 from kiln.runtime.layout import RuntimeLayout
-from kiln.runtime.settings import RuntimeSettings
+from kiln.server import client_limits
+from kiln.settings import RuntimeSettings
 
 FALLBACK_PATHS = ("/usr/sbin/nginx",)
 """Where Debian puts nginx; /usr/sbin is often missing from a non-root user's PATH."""

@@ -13,7 +13,7 @@ from kiln.errors import ServeError
 from kiln.runtime import nginx
 from kiln.runtime.cpus import available_cpus
 from kiln.runtime.layout import RuntimeLayout
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0

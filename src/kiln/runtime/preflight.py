@@ -22,7 +22,7 @@ from pathlib import Path
 from kiln import contract, envvars
 from kiln.errors import DependencyError
 from kiln.model.info import ModelInfo, read_model_info
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from types import FrameType
 
 from kiln.runtime.logs import configure_logging
 from kiln.runtime.nginx import WORKER_KEEPALIVE_TIMEOUT
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 READY = b"r"
 MODULE = "kiln.runtime.worker"
@@ -103,8 +103,8 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
     """Run the scoring app on ``sock`` until SIGTERM, draining for up to ``grace_period``."""
     import uvicorn
 
-    from kiln.runtime.protocols import http_protocol
     from kiln.server.app import create_app
+    from kiln.server.protocols import http_protocol
 
     behind_nginx = sock.family == socket.AF_UNIX
     config = uvicorn.Config(
@@ -123,7 +123,7 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
         forwarded_allow_ips="*" if behind_nginx else None,
     )
     if not behind_nginx:  # clients reach the worker directly: it keeps nginx's limits itself
-        from kiln.runtime.client_limits import limited
+        from kiln.server.client_limits import limited
 
         config.http = limited(config.http)
     uvicorn.Server(config).run(sockets=[sock])

@@ -9,13 +9,13 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server import handlers
 from kiln.server.docs import ApiDocs
 from kiln.server.invocations import Dispatch, Invocations
 from kiln.server.lifespan import Lifespan
 from kiln.server.metrics import Metrics, MetricsMiddleware
 from kiln.server.state import ServerState
+from kiln.settings import RuntimeSettings
 
 
 def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None = None) -> ASGIApp:

@@ -20,12 +20,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-import kiln
 from kiln.model.info import ModelInfo, read_model_info
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.errors import ENDPOINT_NOT_FOUND, JSON_MEDIA_TYPE, error_response
 from kiln.server.openapi import openapi_document
 from kiln.server.parsing import _parquet_engine_available
+from kiln.settings import RuntimeSettings
+from kiln.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ApiDocs:
             info = read_model_info(settings.model_dir)
             document = openapi_document(
                 info,
-                version=kiln.__version__,
+                version=__version__,
                 max_body_size=settings.max_body_size,
                 request_timeout=settings.request_timeout,
                 metrics=settings.metrics,

@@ -8,7 +8,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-import kiln
 from kiln.server.errors import (
     BAD_REQUEST,
     ENDPOINT_NOT_FOUND,
@@ -17,6 +16,7 @@ from kiln.server.errors import (
     error_response,
 )
 from kiln.server.state import ServerState
+from kiln.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def version(request: Request) -> Response:
         _state(request).mlflow_version,
         200,
         media_type="text/plain",
-        headers={KILN_VERSION_HEADER: kiln.__version__},
+        headers={KILN_VERSION_HEADER: __version__},
     )
 
 

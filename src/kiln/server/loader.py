@@ -9,7 +9,7 @@ from typing import Any
 
 from kiln.errors import ModelError
 from kiln.model.info import read_model_info
-from kiln.runtime.settings import RuntimeSettings
+from kiln.settings import RuntimeSettings
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiln.runtime.settings import RuntimeSettings
 from kiln.server.content import MediaKind
 from kiln.server.errors import INTERNAL_ERROR, ScoringFailure, from_exception
 from kiln.server.metrics import Metrics
@@ -12,6 +11,7 @@ from kiln.server.parsing import parse_request
 from kiln.server.predict import Predictor
 from kiln.server.serialize import predictions_json
 from kiln.server.timeout import PredictLane
+from kiln.settings import RuntimeSettings
 
 
 @dataclass

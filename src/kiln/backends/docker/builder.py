@@ -1,0 +1,139 @@
+"""The Docker engine as a Builder: probe a base with docker run, build a context with docker build."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kiln.backends.base import BuildRequest, BuiltImage
+from kiln.backends.docker.buildlog import BuildLogParser
+from kiln.backends.docker.cli import DockerCli, find_docker, says_unreachable, unavailable
+from kiln.errors import BuildError
+from kiln.image.probe import BaseImageInfo, ProbeCache, probe_base_image
+from kiln.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class DockerBuilder:
+    """Builds with the docker CLI; probes base images with ``docker run``."""
+
+    def __init__(self, cli: DockerCli, cache: ProbeCache | None = None) -> None:
+        self.cli = cli
+        self._cache = cache or ProbeCache()
+
+    @classmethod
+    def connect(cls, environ: Mapping[str, str] | None = None) -> DockerBuilder:
+        return cls(find_docker(environ))
+
+    @property
+    def buildkit(self) -> bool:
+        return self.cli.buildkit
+
+    def inspect(self, ref: str) -> dict[str, Any] | None:
+        """``docker image inspect`` of ``ref`` as a dict, or None when there is no such image."""
+        result = self.cli.run(["image", "inspect", ref], timeout=60)
+        if result.returncode != 0:
+            if says_unreachable(result.stderr):
+                raise unavailable(self.cli, result.stderr)
+            return None
+        data = json.loads(result.stdout)
+        return data[0] if data else None
+
+    def probe(self, image: str, *, platform: str | None = None) -> BaseImageInfo:
+        details = self.inspect(image)
+        if details is None:
+            self._pull(image, platform)
+            details = self.inspect(image)
+            if details is None:
+                raise BuildError(f"base image {image!r} is still missing after 'docker pull'")
+        os_arch = "/".join(
+            part
+            for part in (details.get("Os", "linux"), details.get("Architecture"), details.get("Variant"))
+            if part
+        )
+
+        def run_script(script: str) -> str:
+            args = ["run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "/bin/sh"]
+            if platform:
+                args += ["--platform", platform]
+            result = self.cli.run([*args, image, "-c", script], timeout=120)
+            if result.returncode != 0:
+                raise BuildError(
+                    f"could not inspect base image {image!r}: running /bin/sh in it failed "
+                    f"(exit {result.returncode}); kiln needs a base image with a shell",
+                    log_tail=(result.stderr or result.stdout)[-2000:],
+                )
+            return result.stdout
+
+        return probe_base_image(
+            image, image_id=str(details["Id"]), os_arch=os_arch, run_script=run_script, cache=self._cache
+        )
+
+    def _pull(self, image: str, platform: str | None) -> None:
+        log.info("pulling base image %s", image)
+        args = ["pull", "--quiet", *(["--platform", platform] if platform else []), image]
+        result = self.cli.run(args, timeout=1800)
+        if result.returncode != 0:
+            raise BuildError(
+                f"base image {image!r} is not present locally and could not be pulled",
+                hint="check the name, log in to its registry ('docker login'), or pass --base-image "
+                "naming a local image",
+                log_tail=(result.stderr or result.stdout)[-2000:],
+            )
+
+    def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
+        started = time.monotonic()
+        parser = BuildLogParser(buildkit=self.buildkit, progress=progress)
+        with tempfile.TemporaryDirectory(prefix="kiln-iid-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            args = self._build_args(request, iidfile)
+            log.debug("running %s %s", self.cli.binary, " ".join(args))
+            output: deque[str] = deque(maxlen=40)
+
+            def on_line(line: str) -> None:
+                output.append(line)
+                parser.feed(line)
+
+            returncode = self.cli.stream(args, on_line)
+            if returncode != 0:
+                text = "".join(output)
+                if says_unreachable(text):
+                    raise unavailable(self.cli, text)
+                step = parser.failed_step
+                raise BuildError(
+                    f"docker build of {request.tag!r} failed"
+                    + (f" at step {step}" if step else f" (exit {returncode})"),
+                    log_tail=parser.failure_tail() or "".join(output),
+                )
+            image_id = iidfile.read_text().strip()
+        details = self.inspect(image_id) or {}
+        layers = tuple(details.get("RootFS", {}).get("Layers") or ())
+        return BuiltImage(
+            tag=request.tag,
+            image_id=image_id,
+            layers=layers,
+            steps=parser.steps,
+            builder="buildkit" if self.buildkit else "classic",
+            seconds=time.monotonic() - started,
+        )
+
+    def _build_args(self, request: BuildRequest, iidfile: Path) -> list[str]:
+        args = ["buildx", "build", "--load"] if self.cli.mode == "buildx" else ["build"]
+        if self.buildkit:
+            args.append("--progress=plain")
+        args += ["--tag", request.tag, "--iidfile", str(iidfile)]
+        if request.no_cache:
+            args.append("--no-cache")
+        if request.platform:
+            args += ["--platform", request.platform]
+        for key, value in request.build_args:
+            args += ["--build-arg", f"{key}={value}"]
+        args += ["--file", str(request.context / "Dockerfile"), str(request.context)]
+        return args

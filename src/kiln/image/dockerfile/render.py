@@ -1,0 +1,234 @@
+"""render_dockerfile(spec) -> str: named sections over the Jinja2 templates in image/templates/."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from kiln import contract
+from kiln.image.spec import BUILD_DIR, BUNDLED_PYTHON_DIR, ImageSpec
+
+KILN_STAGE = f"{contract.KILN_HOME}/kiln-stage"
+"""The kiln stage installs kiln under this root; the final stage copies it over /."""
+LOCAL_STAGE = f"{contract.KILN_HOME}/env-stage"
+"""The local env manager's staging root (``pip install --root``)."""
+
+PIP_FLAGS = (
+    "--no-index --no-cache-dir --disable-pip-version-check --no-input \\\n"
+    "      --progress-bar off --no-warn-script-location --root-user-action ignore"
+)
+UV_FLAGS = "--offline --no-index --no-cache --compile-bytecode"
+UV_FLAGS_BUILDKIT = "--offline --no-index --compile-bytecode"
+UV_CACHE = "/root/.cache/uv"
+APT_CACHES = ("/var/cache/apt", "/var/lib/apt/lists")
+
+
+def render_dockerfile(spec: ImageSpec) -> str:
+    """The whole Dockerfile for ``spec``: builder stages, then the final image layer by layer."""
+    sections = [
+        header(spec),
+        env_stage(spec),
+        kiln_stage(spec),
+        final_base(spec),
+        system_packages(spec),
+        environment(spec),
+        kiln(spec),
+        user(spec),
+        config(spec),
+        model(spec),
+        labels(spec),
+    ]
+    return "\n".join(section for section in sections if section)
+
+
+def header(spec: ImageSpec) -> str:
+    return _render("header.j2", spec)
+
+
+def env_stage(spec: ImageSpec) -> str:
+    """The builder stage that makes the Python environment (never reaches the final image)."""
+    files = spec.files
+    if spec.env_manager == "conda":
+        inputs = [files.conda_file]
+        caches = ["/opt/conda/pkgs"]
+    else:
+        inputs = [files.lock, files.wheelhouse, _installer_dir(spec)]
+        caches = [UV_CACHE] if spec.env_manager == "uv" else []
+    return _render(
+        f"env_{spec.env_manager}.j2",
+        spec,
+        prune=_prune_tests(spec),
+        **_inputs(spec, _present(inputs), caches),
+    )
+
+
+PRUNED_DIR = "tests"
+PRUNED_UNDER = "/site-packages/"
+"""The prune rule: a directory named ``tests`` anywhere below a ``site-packages`` directory
+(``find -name tests -path '*/site-packages/*'``); ``is_pruned`` says the same for the OCI backend."""
+
+
+def is_pruned(path: str) -> bool:
+    """True for a directory (absolute image path) the env stage drops with the packages' tests."""
+    return path.rsplit("/", 1)[-1] == PRUNED_DIR and PRUNED_UNDER in path
+
+
+def _prune_tests(spec: ImageSpec) -> str:
+    """A continuation of the env stage's RUN that drops the packages' own test suites."""
+    if not spec.prune_package_tests:
+        return ""
+    root = spec.prefix or LOCAL_STAGE
+    rule = f"-name {PRUNED_DIR} -path '*{PRUNED_UNDER}*'"
+    return f" \\\n && find {root} -type d {rule} -prune -exec rm -rf {{}} +"
+
+
+def kiln_stage(spec: ImageSpec) -> str:
+    """A stage on top of the env stage that installs only the kiln wheel, under a staging root."""
+    inputs = [_dir(spec.files.kiln_wheel)]
+    if spec.buildkit and spec.installer == "pip-wheel":
+        inputs.append(_dir(spec.files.installer or ""))
+    wheel = _build_path(spec.files.kiln_wheel)
+    return _render("kiln_stage.j2", spec, wheel=wheel, **_inputs(spec, inputs, []))
+
+
+def final_base(spec: ImageSpec) -> str:
+    return _render("final_base.j2", spec)
+
+
+def system_packages(spec: ImageSpec) -> str:
+    """nginx (unless the base has it) and a JRE with --install-java, in one apt layer."""
+    if not spec.system_packages:
+        return ""
+    return _render("system_packages.j2", spec)
+
+
+def environment(spec: ImageSpec) -> str:
+    return _render("environment.j2", spec)
+
+
+def kiln(spec: ImageSpec) -> str:
+    return _render("kiln.j2", spec)
+
+
+def user(spec: ImageSpec) -> str:
+    return _render("user.j2", spec)
+
+
+def config(spec: ImageSpec) -> str:
+    """ENV, EXPOSE, STOPSIGNAL, HEALTHCHECK, USER and ENTRYPOINT: no layers, before the model."""
+    return _render(
+        "config.j2",
+        spec,
+        healthcheck=[spec.python, "-m", f"{contract.RUNTIME_MODULE}.healthcheck"],
+        entrypoint=[spec.python, "-m", contract.RUNTIME_MODULE],
+    )
+
+
+def model(spec: ImageSpec) -> str:
+    if spec.files.model is None:
+        return ""
+    return _render("model.j2", spec)
+
+
+def labels(spec: ImageSpec) -> str:
+    return _render("labels.j2", spec)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def quote(value: str) -> str:
+    """A Dockerfile double-quoted string: backslash, quote, ``$`` and newlines escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _label_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    return " \\\n      ".join(f"{quote(key)}={quote(value)}" for key, value in pairs)
+
+
+def _env_pairs(pairs: Iterable[tuple[str, str]]) -> str:
+    # Values here are kiln's own (paths, flags); $PATH must stay expandable, so no quoting.
+    return " \\\n    ".join(f"{key}={value}" for key, value in pairs)
+
+
+def _inputs(spec: ImageSpec, inputs: list[str], caches: list[str]) -> dict[str, str]:
+    """How a builder stage sees context files: BuildKit bind mounts (and cache mounts) on its
+    RUN, or COPY lines before it for the classic builder."""
+    if spec.buildkit:
+        mounts = [f"--mount=type=bind,source={path},target={_build_path(path)}" for path in inputs]
+        mounts += [f"--mount=type=cache,target={target},sharing=locked" for target in caches]
+        return {"copy_inputs": "", "mounts": "".join(f"{m} \\\n    " for m in mounts)}
+    copies = "".join(f"COPY {path} {_build_path(path)}\n" for path in inputs)
+    return {"copy_inputs": copies, "mounts": ""}
+
+
+def _build_path(source: str | None) -> str:
+    """Where a context path ``kiln/x`` appears inside builder stages."""
+    if source is None:
+        raise ValueError("no context path")
+    return f"{BUILD_DIR}/{source.removeprefix('kiln/')}"
+
+
+def _dir(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def _installer_dir(spec: ImageSpec) -> str | None:
+    return _dir(spec.files.installer) if spec.files.installer else None
+
+
+def _present(items: Iterable[str | None]) -> list[str]:
+    return [item for item in items if item]
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kiln.image.dockerfile", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["build_path"] = _build_path
+    env.filters["label_pairs"] = _label_pairs
+    env.filters["env_pairs"] = _env_pairs
+    env.filters["tojson"] = lambda value: json.dumps(value)
+    return env
+
+
+def _render(template: str, spec: ImageSpec, **extra: Any) -> str:
+    pip = (
+        "-m pip"
+        if spec.installer in ("pip-module", "micromamba")
+        else f"{_build_path(spec.files.installer)}/pip"
+        if spec.installer == "pip-wheel"
+        else ""
+    )
+    values: dict[str, Any] = {
+        "spec": spec,
+        "venv": contract.VENV_DIR,
+        "prefix": spec.prefix,
+        "kiln_home": contract.KILN_HOME,
+        "lock_path": contract.LOCK_PATH,
+        "model_dir": contract.MODEL_DIR,
+        "installer_dir": contract.INSTALLER_DIR,
+        "install_missing_env": contract.ENV_INSTALL_MISSING[0],
+        "bundled_python_dir": BUNDLED_PYTHON_DIR,
+        "kiln_stage": KILN_STAGE,
+        "stage": LOCAL_STAGE,
+        "pip": pip,
+        "pip_flags": PIP_FLAGS,
+        "uv_flags": UV_FLAGS_BUILDKIT if spec.buildkit else UV_FLAGS,
+        "port": contract.PORT,
+        "stop_signal": contract.STOP_SIGNAL,
+        "user_name": contract.USER_NAME,
+    }
+    values.update(extra)
+    return _environment().get_template(template).render(values)

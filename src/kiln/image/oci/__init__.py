@@ -1,1 +1,0 @@
-"""Daemonless OCI images: reproducible layers, config and manifest written in Python (``--backend oci``)."""
