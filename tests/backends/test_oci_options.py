@@ -9,22 +9,36 @@ from pathlib import Path
 import pytest
 
 from kiln import api
-from kiln.backends.builders import BUILDERS, get_builder
-from kiln.backends.oci import OciBuilder, Output, check_targets, parse_output, source_date_epoch
+from kiln.backends.builders import BUILDERS, NoOptions, check_options, get_builder
+from kiln.backends.oci import OciBuilder, source_date_epoch
+from kiln.backends.publish import (
+    DockerArchive,
+    DockerLoad,
+    LocalLayers,
+    OciLayout,
+    Registry,
+    Tee,
+    parse_output,
+    publisher_for,
+)
 from kiln.errors import UsageError
+from kiln.oci.blobstore import BlobStore
+from kiln.oci.transports import Location
 
 NO_ENGINE = {"KILN_DOCKER": "false", "PATH": "/usr/bin:/bin"}
 """A "docker" client that answers nothing: /bin/false exits 1 for ``false version``."""
 
 
 def test_outputs_parse() -> None:
-    assert parse_output("docker") == Output("docker")
-    assert parse_output("docker-archive:out/image.tar") == Output(
-        "docker-archive", Path("out/image.tar").absolute()
+    assert parse_output("docker") == DockerLoad()
+    assert parse_output("docker-archive:out/image.tar") == DockerArchive(
+        Location("docker-archive", Path("out/image.tar").absolute())
     )
-    assert parse_output("oci:out/layout") == Output("oci", Path("out/layout").absolute())
-    assert parse_output("oci:out/layout:v1") == Output("oci", Path("out/layout").absolute(), "v1")
-    assert str(parse_output("oci:/x:v1")) == "oci:/x:v1"
+    assert parse_output("oci:out/layout") == OciLayout(Location("oci", Path("out/layout").absolute()))
+    assert parse_output("oci:out/layout:v1") == OciLayout(
+        Location("oci", Path("out/layout").absolute(), "v1")
+    )
+    assert str(Location("oci", Path("/x"), "v1")) == "oci:/x:v1"
 
 
 @pytest.mark.parametrize(
@@ -35,15 +49,26 @@ def test_unknown_outputs_name_the_forms(text: str) -> None:
         parse_output(text)
 
 
-def test_targets_are_checked_and_default_to_docker_only_with_an_engine() -> None:
-    assert check_targets(["oci:/tmp/x"], ["127.0.0.1:5000/team/model:1"]) == ("oci:/tmp/x",)
-    assert check_targets([], ["127.0.0.1:5000/team/model:1"]) == ()
+def test_targets_are_checked_and_default_to_docker_only_with_an_engine(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    local = LocalLayers(Tee((OciLayout(Location("oci", Path("/tmp/x"))),)), store)
+    push = Registry("127.0.0.1:5000/team/model:1")
+    assert publisher_for(["oci:/tmp/x"], [push.reference], store=store) == Tee((local, push))
+    assert publisher_for([], [push.reference], store=store) == Tee((push,))
+    assert publisher_for([], [], store=store) == Tee((LocalLayers(Tee((DockerLoad(),)), store),))
     with pytest.raises(UsageError, match=r"invalid image reference 'Not A Reference!'.* must be lowercase"):
-        check_targets([], ["Not A Reference!"])
+        publisher_for([], ["Not A Reference!"], store=store)
     with pytest.raises(
         UsageError, match="--backend oci needs --output or --push when no Docker engine answers"
     ):
-        check_targets([], [], NO_ENGINE)
+        publisher_for([], [], store=store, environ=NO_ENGINE)
+
+
+def test_each_backend_refuses_the_others_options() -> None:
+    with pytest.raises(UsageError, match="--build-arg \\(A\\) applies to Dockerfile builds"):
+        check_options("oci", NoOptions(build_args={"A": "1"}))
+    with pytest.raises(UsageError, match="--output and --push need --backend oci"):
+        check_options("docker", NoOptions(push=("127.0.0.1:5000/x:1",)))
 
 
 def test_source_date_epoch() -> None:

@@ -4,45 +4,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from kiln.env.spec import EnvSpec
 from kiln.image.probe import BaseImageInfo
+from kiln.image.spec import ImageSpec
 from kiln.progress import Progress
-
-if TYPE_CHECKING:
-    from kiln.env.spec import EnvSpec
-    from kiln.image.spec import ImageSpec
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """One image build: a context written by ``kiln.image.dockerfile.context`` and how to tag it."""
+    """One image build: what goes into it, decided upstream, and its name. The same for every backend."""
 
-    context: Path
+    spec: ImageSpec
+    env: EnvSpec
     tag: str
+    work: Path
+    """A scratch directory of this build's own (the Docker backend writes its build context there)."""
+    model_dir: Path | None = None
+    """The model to bake in (``spec.files.model`` says where it goes); None: model-agnostic."""
+    python_dir: Path | None = None
+    """A relocatable CPython fetched on the host, when ``spec.files.python`` bundles one."""
     no_cache: bool = False
     platform: str | None = None
-    build_args: tuple[tuple[str, str], ...] = ()
-    spec: ImageSpec | None = None
-    """What the context's Dockerfile says, for builders that assemble the image themselves (oci)."""
-    env: EnvSpec | None = None
-    outputs: tuple[str, ...] = ()
-    """``--output`` targets (``oci:DIR[:TAG]``, ``docker-archive:FILE``, ``docker``); oci only."""
-    push: tuple[str, ...] = ()
-    """``--push`` references (``REGISTRY/REPO:TAG``); oci only."""
 
 
 @dataclass(frozen=True)
-class PushedImage:
-    """One ``--push``: where the image went and what had to be sent."""
+class Published:
+    """Where a build put the image besides the builder's own store, and for a push what it sent."""
 
-    reference: str
-    """``registry/repo:tag@sha256:...``"""
-    uploaded: tuple[str, ...]
+    target: str
+    """``oci:DIR:TAG``, ``docker-archive:FILE``, ``docker`` or ``registry/repo:tag@sha256:...``."""
+    pushed: bool = False
+    uploaded: tuple[str, ...] = ()
     """Digests of the blobs sent (the rest were already there or mounted)."""
-    reused: tuple[str, ...]
-    bytes_uploaded: int
-    seconds: float
+    reused: tuple[str, ...] = ()
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,17 +66,21 @@ class BuiltImage:
     seconds: float
     digest: str | None = None
     """The manifest digest, when the builder wrote the manifest itself (oci)."""
-    outputs: tuple[str, ...] = ()
-    """Where the image was written (oci): ``oci:DIR:TAG``, ``docker-archive:FILE``, ``docker``."""
-    pushed: tuple[PushedImage, ...] = ()
+    published: tuple[Published, ...] = ()
+    """Where the image was written or pushed (oci), in the order of ``--output`` then ``--push``."""
+
+    @property
+    def in_docker(self) -> bool:
+        """True when the image is in the Docker engine (built there, or loaded with ``--output docker``)."""
+        return self.builder != "oci" or any(p.target == "docker" for p in self.published)
 
 
 class Builder(Protocol):
-    """Who turns a build context into an image."""
+    """Who turns a BuildRequest into an image: the Docker engine, or kiln itself (oci)."""
 
     @property
     def buildkit(self) -> bool:
-        """True when Dockerfiles may use BuildKit-only syntax (``RUN --mount``)."""
+        """True when the spec may ask for BuildKit-only Dockerfile syntax (``RUN --mount``)."""
         ...
 
     def probe(self, image: str, *, platform: str | None = None) -> BaseImageInfo:
@@ -86,5 +88,5 @@ class Builder(Protocol):
         ...
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
-        """Build ``request.context``; BuildError with the failing step's log tail on failure."""
+        """Build the image ``request.spec`` describes; BuildError with the failing step's log tail."""
         ...

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
-from kiln.backends.base import BuildRequest, BuildStep, BuiltImage, PushedImage
+from kiln.backends.base import BuildRequest, BuildStep, BuiltImage
+from kiln.backends.publish import Built, Publisher, format_size, publisher_for
 from kiln.env.cache import cache_root
-from kiln.errors import BuildError, DockerUnavailableError, UsageError
+from kiln.errors import BuildError, UsageError
 from kiln.image.layers.build import (
+    LayerJob,
     MadeLayer,
     assemble_image,
     environment_job,
@@ -34,79 +32,16 @@ from kiln.image.layers.build import (
     system_job,
 )
 from kiln.image.layers.probe import probe_files
+from kiln.image.model_files import copy_model
 from kiln.image.probe import BaseImageInfo
-from kiln.oci.archive import repo_tag, save_archive, write_archive
 from kiln.oci.blobstore import BlobStore
-from kiln.oci.layout import write_layout
-from kiln.oci.sources import BaseImage, fetch_layers, open_base
-from kiln.oci.types import Image
+from kiln.oci.sources import BaseImage, open_base
 from kiln.progress import Progress
 
 log = logging.getLogger(__name__)
 
 ENV_OCI_CACHE = "KILN_OCI_CACHE"
 """Overrides the blob store's root (default ``oci/`` in kiln's cache)."""
-
-OutputKind = Literal["oci", "docker-archive", "docker"]
-OUTPUT_FORMS = "oci:DIR[:TAG], docker-archive:FILE or docker"
-
-
-@dataclass(frozen=True)
-class Output:
-    """Where ``--output`` writes the image."""
-
-    kind: OutputKind
-    path: Path | None = None
-    ref: str | None = None
-    """``oci:DIR:TAG``'s TAG (default: the tag of ``-n``)."""
-
-    def __str__(self) -> str:
-        if self.kind == "docker":
-            return "docker"
-        return f"{self.kind}:{self.path}" + (f":{self.ref}" if self.ref else "")
-
-
-def parse_output(text: str) -> Output:
-    """``oci:DIR[:TAG]``, ``docker-archive:FILE`` or ``docker``; UsageError for anything else."""
-    kind, sep, rest = text.partition(":")
-    if text == "docker":
-        return Output("docker")
-    if sep and rest and kind == "docker-archive":
-        return Output("docker-archive", Path(rest).expanduser().absolute())
-    if sep and rest and kind == "oci":
-        directory, colon, ref = rest.rpartition(":")
-        if colon and ref and "/" not in ref and not Path(rest).exists():
-            return Output("oci", Path(directory).expanduser().absolute(), ref)
-        return Output("oci", Path(rest).expanduser().absolute())
-    raise UsageError(f"--output {text!r} is not a known output (expected {OUTPUT_FORMS})")
-
-
-def check_targets(
-    outputs: Sequence[str], push: Sequence[str], environ: Mapping[str, str] | None = None
-) -> tuple[str, ...]:
-    """Validate ``--output``/``--push`` (and SOURCE_DATE_EPOCH) before any work; with neither target,
-    ``docker`` when an engine answers, else UsageError (a daemonless build must be told where the
-    image goes)."""
-    from kiln.oci.registry import parse_reference
-
-    source_date_epoch(environ)
-
-    for text in outputs:
-        parse_output(text)
-    for text in push:
-        parse_reference(text)
-    if outputs or push:
-        return tuple(outputs)
-    from kiln.backends.docker.cli import find_docker
-
-    try:
-        find_docker(environ)
-    except DockerUnavailableError as exc:
-        raise UsageError(
-            f"--backend oci needs --output or --push when no Docker engine answers ({exc.message})",
-            hint=f"add --output {OUTPUT_FORMS.replace(' or ', ', ')}, or --push REGISTRY/REPO:TAG",
-        ) from exc
-    return ("docker",)
 
 
 def default_store_root(environ: Mapping[str, str]) -> Path:
@@ -142,9 +77,16 @@ class OciBuilder:
     buildkit = False
     """The context's Dockerfile is not what gets built; its syntax does not matter here."""
 
-    def __init__(self, store: BlobStore | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store: BlobStore | None = None,
+        environ: Mapping[str, str] | None = None,
+        publisher: Publisher | None = None,
+    ) -> None:
         self.environ = dict(os.environ if environ is None else environ)
+        self.epoch = source_date_epoch(self.environ)
         self.store = store or BlobStore(default_store_root(self.environ))
+        self.publisher = publisher or publisher_for((), (), store=self.store, environ=self.environ)
         self._bases: dict[tuple[str, str | None], tuple[BaseImage, BaseImageInfo]] = {}
 
     def base(self, image: str, platform: str | None = None) -> tuple[BaseImage, BaseImageInfo]:
@@ -167,41 +109,14 @@ class OciBuilder:
         return self.base(image, platform)[1]
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
-        if request.spec is None or request.env is None:
-            raise ValueError("the oci builder needs the request's spec and env")
-        check_build_args(request.build_args)
         started = time.monotonic()
-        epoch = source_date_epoch(self.environ)
-        spec, env = request.spec, request.env
-        outputs = [parse_output(text) for text in check_targets(request.outputs, request.push, self.environ)]
+        spec = request.spec
         base, info = self.base(spec.base_image, request.platform)
-        context, work = request.context, request.context.parent / "oci-layers"
-        python_dir = context / spec.files.python if spec.files.python else None
-        jobs = [
-            system_job(spec, base, say=progress.detail),
-            environment_job(
-                spec,
-                env,
-                base,
-                base_python_version=info.python_version or spec.python_version,
-                python_dir=python_dir,
-            ),
-            kiln_job(spec, env, base),
-        ]
-        if spec.files.model:
-            jobs.append(model_job(context / spec.files.model))
-        made: list[MadeLayer] = []
-        for job in jobs:
-            progress.step(f"layer: {job.name}")
-            layer = make_layer(
-                job, store=self.store, base=base, epoch=epoch, work=work, use_cache=not request.no_cache
-            )
-            progress.detail(_describe(layer))
-            made.append(layer)
-        image = assemble_image(base, spec, made, store=self.store, epoch=epoch)
+        jobs = self._jobs(request, base, info, progress)
+        made = [self._layer(job, base, request, progress) for job in jobs]
+        image = assemble_image(base, spec, made, store=self.store, epoch=self.epoch)
         progress.detail(f"image {image.image_id[:19]}, manifest {image.digest}")
-        written = self._write_outputs(image, base, outputs, request.tag, epoch, progress)
-        pushed = tuple(self._push(image, reference, progress) for reference in request.push)
+        published = self.publisher.publish(Built(image, base, request.tag, self.epoch), progress)
         return BuiltImage(
             tag=request.tag,
             image_id=image.image_id,
@@ -210,98 +125,51 @@ class OciBuilder:
             builder="oci",
             seconds=time.monotonic() - started,
             digest=image.digest,
-            outputs=written,
-            pushed=pushed,
+            published=published,
         )
 
-    def _write_outputs(
-        self,
-        image: Image,
-        base: BaseImage,
-        outputs: Sequence[Output],
-        tag: str,
-        epoch: int,
-        progress: Progress,
-    ) -> tuple[str, ...]:
-        if not outputs:
-            return ()
-        local = fetch_layers(base, self.store)
-        if local is not base:
-            image = replace(image, layers=(*local.layers, *image.layers[len(base.layers) :]))
-        written: list[str] = []
-        for output in outputs:
-            progress.step(f"output: {output}")
-            if output.kind == "oci":
-                assert output.path is not None
-                ref = output.ref or repo_tag(tag).rsplit(":", 1)[1]
-                write_layout(
-                    image, output.path, ref_name=ref, image_name=repo_tag(tag), platform=base.platform
-                )
-                written.append(f"oci:{output.path}:{ref}")
-            elif output.kind == "docker-archive":
-                assert output.path is not None
-                save_archive(image, output.path, tag=tag, platform=base.platform, epoch=epoch)
-                written.append(f"docker-archive:{output.path}")
-            else:
-                load_into_docker(image, tag=tag, platform=base.platform, epoch=epoch, environ=self.environ)
-                written.append("docker")
-        return tuple(written)
+    def _jobs(
+        self, request: BuildRequest, base: BaseImage, info: BaseImageInfo, progress: Progress
+    ) -> list[LayerJob]:
+        spec, env = request.spec, request.env
+        if spec.files.python and request.python_dir is None:
+            raise ValueError("spec bundles a Python but the request has no python_dir")
+        jobs = [
+            system_job(spec, base, say=progress.detail),
+            environment_job(
+                spec,
+                env,
+                base,
+                base_python_version=info.python_version or spec.python_version,
+                python_dir=request.python_dir if spec.files.python else None,
+            ),
+            kiln_job(spec, env, base),
+        ]
+        if spec.files.model:
+            if request.model_dir is None:
+                raise ValueError("spec has a model but the request has no model_dir")
+            # The same checked, mode-normalised copy the Docker backend's context holds.
+            copy = request.work / "oci-model"
+            copy_model(request.model_dir, copy)
+            jobs.append(model_job(copy))
+        return jobs
 
-    def _push(self, image: Image, reference: str, progress: Progress) -> PushedImage:
-        from kiln.oci.registry import push_image
-
-        progress.step(f"push: {reference}")
-        report = push_image(image, reference, progress=progress)
-        uploaded = tuple(b.digest for b in report.blobs if b.action in ("uploaded", "copied"))
-        reused = tuple(b.digest for b in report.blobs if b.action in ("skipped", "mounted"))
-        progress.detail(
-            f"pushed {report.reference}: {len(uploaded)} blobs sent ({_size(report.bytes_uploaded)}), "
-            f"{len(reused)} already there or mounted, in {report.seconds:.1f}s"
+    def _layer(self, job: LayerJob, base: BaseImage, request: BuildRequest, progress: Progress) -> MadeLayer:
+        progress.step(f"layer: {job.name}")
+        layer = make_layer(
+            job,
+            store=self.store,
+            base=base,
+            epoch=self.epoch,
+            work=request.work / "oci-layers",
+            use_cache=not request.no_cache,
         )
-        return PushedImage(str(report.reference), uploaded, reused, report.bytes_uploaded, report.seconds)
-
-
-def load_into_docker(
-    image: Image,
-    *,
-    tag: str,
-    platform: Mapping[str, str],
-    epoch: int,
-    environ: Mapping[str, str] | None = None,
-) -> None:
-    """Stream the image as a docker-archive into ``docker load``; DockerUnavailableError without an engine."""
-    from kiln.backends.docker.cli import find_docker
-
-    try:
-        cli = find_docker(environ)
-    except DockerUnavailableError as exc:
-        raise DockerUnavailableError(
-            f"--output docker: {exc.message}",
-            hint="start a Docker engine, or write the image with --output oci:DIR or docker-archive:FILE",
-        ) from exc
-    with tempfile.TemporaryFile() as said:
-        process = subprocess.Popen(
-            [cli.binary, "load"], stdin=subprocess.PIPE, stdout=said, stderr=subprocess.STDOUT, env=cli.env()
-        )
-        assert process.stdin is not None
-        try:
-            with process.stdin:
-                write_archive(image, process.stdin, tag=tag, platform=platform, epoch=epoch)
-        except BrokenPipeError:
-            pass  # docker load gave up; what it said tells why
-        finally:
-            returncode = process.wait()
-        said.seek(0)
-        output = said.read().decode("utf-8", "replace")
-    if returncode != 0:
-        raise BuildError(
-            f"'docker load' of {repo_tag(tag)} failed (exit {returncode})", log_tail=output[-2000:]
-        )
-    log.debug("docker load: %s", output.strip())
+        progress.detail(_describe(layer))
+        return layer
 
 
 def _describe(layer: MadeLayer) -> str:
-    size = _size(layer.blob.descriptor.size)
+    size = format_size(layer.blob.descriptor.size)
     if layer.reused:
         how = "reused (unchanged inputs)"
     elif layer.written:
@@ -309,12 +177,3 @@ def _describe(layer: MadeLayer) -> str:
     else:
         how = "rebuilt, same bytes as before"
     return f"{layer.job.name}: {how}, {size} {layer.blob.digest[:19]}"
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{count} B"

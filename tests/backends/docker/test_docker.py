@@ -9,8 +9,7 @@ import pytest
 from tests.backends.recording import RecordingProgress
 from tests.docker_support import BASE_IMAGE, unique_tag
 
-from kiln.backends.base import BuildRequest
-from kiln.backends.docker.builder import DockerBuilder
+from kiln.backends.docker.builder import ContextBuild, DockerBuilder
 from kiln.backends.docker.cli import DockerCli, find_docker
 from kiln.errors import BuildError, DockerUnavailableError
 
@@ -47,7 +46,9 @@ def test_buildkit_is_detected_and_used(
     dockerfile = f"FROM {BASE_IMAGE}\nRUN --mount=type=cache,target=/root/.cache echo cached-mount > /x\n"
     tag = unique_tag()
     image_names.append(tag)
-    built = docker_builder.build(BuildRequest(_context(tmp_path, dockerfile), tag), RecordingProgress())
+    built = docker_builder.build_context(
+        ContextBuild(_context(tmp_path, dockerfile), tag), RecordingProgress()
+    )
     assert built.builder == "buildkit" and built.image_id.startswith("sha256:")
 
 
@@ -59,9 +60,9 @@ def test_build_reports_steps_and_cache_hits(
     context = _context(tmp_path, DOCKERFILE, text=f"{mode}-{os.getpid()}-{tmp_path.name}")
     tag = unique_tag()
     image_names.append(tag)
-    first = builder.build(BuildRequest(context, tag), RecordingProgress())
+    first = builder.build_context(ContextBuild(context, tag), RecordingProgress())
     progress = RecordingProgress()
-    again = builder.build(BuildRequest(context, tag), progress)
+    again = builder.build_context(ContextBuild(context, tag), progress)
     assert again.image_id == first.image_id
     assert len(first.layers) == len(again.layers) >= 2
     runs = [step for step in first.steps if "RUN echo" in step.name]
@@ -81,7 +82,7 @@ def test_a_failing_step_is_named_with_its_log_tail(
     tag = unique_tag()
     image_names.append(tag)
     with pytest.raises(BuildError) as caught:
-        builder.build(BuildRequest(_context(tmp_path, dockerfile), tag), RecordingProgress())
+        builder.build_context(ContextBuild(_context(tmp_path, dockerfile), tag), RecordingProgress())
     error = caught.value
     assert "failed at step" in error.message and "RUN echo first-line" in error.message
     assert error.log_tail is not None and "the-reason-it-failed" in error.log_tail

@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +16,40 @@ from kiln.backends.base import BuildRequest, BuiltImage
 from kiln.backends.docker.buildlog import BuildLogParser
 from kiln.backends.docker.cli import DockerCli, find_docker, says_unreachable, unavailable
 from kiln.errors import BuildError
+from kiln.image.dockerfile.context import write_context
 from kiln.image.probe import BaseImageInfo, ProbeCache, probe_base_image
 from kiln.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ContextBuild:
+    """A ``docker build`` of a directory that holds its Dockerfile."""
+
+    context: Path
+    tag: str
+    no_cache: bool = False
+    platform: str | None = None
+
+
 class DockerBuilder:
     """Builds with the docker CLI; probes base images with ``docker run``."""
 
-    def __init__(self, cli: DockerCli, cache: ProbeCache | None = None) -> None:
+    def __init__(
+        self, cli: DockerCli, cache: ProbeCache | None = None, build_args: Mapping[str, str] | None = None
+    ) -> None:
         self.cli = cli
         self._cache = cache or ProbeCache()
+        self.build_args = dict(build_args or {})
+        """``--build-arg`` values handed to every ``docker build``."""
 
     @classmethod
-    def connect(cls, environ: Mapping[str, str] | None = None) -> DockerBuilder:
-        return cls(find_docker(environ))
+    def connect(
+        cls, environ: Mapping[str, str] | None = None, *, build_args: Mapping[str, str] | None = None
+    ) -> DockerBuilder:
+        """The builder for the engine ``find_docker`` finds; DockerUnavailableError when none answers."""
+        return cls(find_docker(environ), build_args=build_args)
 
     @property
     def buildkit(self) -> bool:
@@ -89,11 +108,23 @@ class DockerBuilder:
             )
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
+        """Write ``request``'s build context (Dockerfile, lock, wheels, model) and ``docker build`` it."""
+        context = request.work / "context"
+        progress.detail(f"build context in {context}")
+        write_context(
+            request.spec, request.env, context, model_dir=request.model_dir, python_dir=request.python_dir
+        )
+        return self.build_context(
+            ContextBuild(context, request.tag, no_cache=request.no_cache, platform=request.platform), progress
+        )
+
+    def build_context(self, build: ContextBuild, progress: Progress) -> BuiltImage:
+        """``docker build`` of a context that holds its own Dockerfile."""
         started = time.monotonic()
         parser = BuildLogParser(buildkit=self.buildkit, progress=progress)
         with tempfile.TemporaryDirectory(prefix="kiln-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
-            args = self._build_args(request, iidfile)
+            args = self._build_args(build, iidfile)
             log.debug("running %s %s", self.cli.binary, " ".join(args))
             output: deque[str] = deque(maxlen=40)
 
@@ -108,7 +139,7 @@ class DockerBuilder:
                     raise unavailable(self.cli, text)
                 step = parser.failed_step
                 raise BuildError(
-                    f"docker build of {request.tag!r} failed"
+                    f"docker build of {build.tag!r} failed"
                     + (f" at step {step}" if step else f" (exit {returncode})"),
                     log_tail=parser.failure_tail() or "".join(output),
                 )
@@ -116,7 +147,7 @@ class DockerBuilder:
         details = self.inspect(image_id) or {}
         layers = tuple(details.get("RootFS", {}).get("Layers") or ())
         return BuiltImage(
-            tag=request.tag,
+            tag=build.tag,
             image_id=image_id,
             layers=layers,
             steps=parser.steps,
@@ -124,16 +155,16 @@ class DockerBuilder:
             seconds=time.monotonic() - started,
         )
 
-    def _build_args(self, request: BuildRequest, iidfile: Path) -> list[str]:
+    def _build_args(self, build: ContextBuild, iidfile: Path) -> list[str]:
         args = ["buildx", "build", "--load"] if self.cli.mode == "buildx" else ["build"]
         if self.buildkit:
             args.append("--progress=plain")
-        args += ["--tag", request.tag, "--iidfile", str(iidfile)]
-        if request.no_cache:
+        args += ["--tag", build.tag, "--iidfile", str(iidfile)]
+        if build.no_cache:
             args.append("--no-cache")
-        if request.platform:
-            args += ["--platform", request.platform]
-        for key, value in request.build_args:
+        if build.platform:
+            args += ["--platform", build.platform]
+        for key, value in self.build_args.items():
             args += ["--build-arg", f"{key}={value}"]
-        args += ["--file", str(request.context / "Dockerfile"), str(request.context)]
+        args += ["--file", str(build.context / "Dockerfile"), str(build.context)]
         return args
