@@ -75,7 +75,6 @@ def resolve_env(
     say = _reporter(progress)
     work_dir = Path(work_dir)
     _clear_outputs(work_dir)
-    cache_dir = cache_root()
     environment = _read_environment(model, requirements_files, prefer_conda=env_manager == "conda")
     if env_manager == "conda":
         _refuse_local_wheels_for_conda(environment, mlflow_home)
@@ -95,31 +94,10 @@ def resolve_env(
         say(f"built {kiln_wheel.name} from the running kiln")
         if env_manager == "conda":
             return _conda_spec(environment, choice, target, work_dir, kiln_wheel, kiln_digest, notes, say)
-        local_wheels = tuple(
-            line.local_wheel for line in environment.parsed.requirements if line.local_wheel is not None
-        ) + ((local_mlflow,) if local_mlflow else ())
-        request = LockRequest(
-            target=target,
-            requirements=_strings(choice.requirements),
-            runtime=RUNTIME_REQUIREMENTS,
-            constraints=tuple(str(line) for line in environment.parsed.constraints),
-            local_wheels=local_wheels,
-            label=environment.label,
+        request, lock, notes = _lock_and_fetch(
+            environment, choice, local_mlflow, target, work_dir, notes, say
         )
-        request, text, notes = _lock(request, choice, notes, cache_dir, say)
-        entries = parse_lock(text)
-        fetched = fetch_wheels(
-            entries, target=target, dest=work_dir / WHEELHOUSE, cache_dir=cache_dir, local_wheels=local_wheels
-        )
-    say(f"fetched {len(fetched.wheels)} wheels ({fetched.from_cache} from cache)")
-    if fetched.extra_hashes:
-        text = add_hashes(text, dict(fetched.extra_hashes))
-        built = ", ".join(name for name, _ in fetched.extra_hashes)
-        notes.append(f"built pure-Python wheels on the host for packages published only as sdists: {built}")
-    lock = _lock_header(target) + text
-    ensure_no_credentials(lock, "the lock")
-    atomic_write(work_dir / LOCK_NAME, lock.encode("utf-8"))
-    installer = _installer(env_manager, environment.model, target, work_dir, cache_dir, say)
+    installer = _installer(env_manager, environment.model, target, work_dir, cache_root(), say)
     return EnvSpec(
         env_manager=env_manager,
         target=target,
@@ -132,6 +110,45 @@ def resolve_env(
         installer_wheel=installer,
         notes=tuple(notes),
     )
+
+
+def _lock_and_fetch(
+    environment: _Environment,
+    choice: MlflowChoice,
+    local_mlflow: Path | None,
+    target: TargetPlatform,
+    work_dir: Path,
+    notes: list[str],
+    say: Callable[[str], None],
+) -> tuple[LockRequest, str, list[str]]:
+    """Lock the requirements with uv, fetch the locked wheels with pip, write the lock; return the
+    request as locked, the lock's text and the notes."""
+    cache_dir = cache_root()
+    local_wheels = tuple(
+        line.local_wheel for line in environment.parsed.requirements if line.local_wheel is not None
+    ) + ((local_mlflow,) if local_mlflow else ())
+    request = LockRequest(
+        target=target,
+        requirements=_strings(choice.requirements),
+        runtime=RUNTIME_REQUIREMENTS,
+        constraints=tuple(str(line) for line in environment.parsed.constraints),
+        local_wheels=local_wheels,
+        label=environment.label,
+    )
+    request, text, notes = _lock(request, choice, notes, cache_dir, say)
+    entries = parse_lock(text)
+    fetched = fetch_wheels(
+        entries, target=target, dest=work_dir / WHEELHOUSE, cache_dir=cache_dir, local_wheels=local_wheels
+    )
+    say(f"fetched {len(fetched.wheels)} wheels ({fetched.from_cache} from cache)")
+    if fetched.extra_hashes:
+        text = add_hashes(text, dict(fetched.extra_hashes))
+        built = ", ".join(name for name, _ in fetched.extra_hashes)
+        notes.append(f"built pure-Python wheels on the host for packages published only as sdists: {built}")
+    lock = _lock_header(target) + text
+    ensure_no_credentials(lock, "the lock")
+    atomic_write(work_dir / LOCK_NAME, lock.encode("utf-8"))
+    return request, lock, notes
 
 
 def _clear_outputs(work_dir: Path) -> None:

@@ -179,20 +179,37 @@ class Authenticator:
 
     def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> str:
         realm = challenge.get("realm") or ""
-        url = httpx.URL(realm)
         creds = self._credentials_locked()
+        response = self._request_token(httpx.URL(realm), challenge.get("service"), scopes, creds)
+        if response.status_code != 200:
+            who = creds.describe() if creds else "no credentials (anonymous)"
+            raise RegistryError(
+                f"registry {self.registry}: the token server {realm} refused a token for "
+                f"{' '.join(sorted(scopes)) or 'no scope'} with {who}: HTTP {response.status_code}",
+                hint=f"check the login: 'docker login {self.registry}' (see docs/registries.md)",
+                registry=self.registry,
+                status=response.status_code,
+            )
+        token, lifetime = self._token_of(response, realm)
+        self._tokens[scopes] = (token, time.monotonic() + max(lifetime - _TOKEN_MARGIN, 1.0))
+        log.debug("registry %s: token for %s (%.0fs)", self.registry, " ".join(sorted(scopes)), lifetime)
+        return token
+
+    def _request_token(
+        self, url: httpx.URL, service: str | None, scopes: frozenset[str], creds: Credentials | None
+    ) -> httpx.Response:
+        """Ask the token server: OAuth2 refresh-token POST with an identity token, else GET with Basic."""
         if (
             creds is not None
             and url.scheme != "https"
             and not self._plain_http_ok(url.netloc.decode("ascii"))
         ):
             raise RegistryError(
-                f"registry {self.registry} sends logins to the token server {realm} over plain HTTP; "
+                f"registry {self.registry} sends logins to the token server {url} over plain HTTP; "
                 "kiln refuses to send credentials unencrypted",
                 hint="use HTTPS, or list the token server's host in KILN_INSECURE_REGISTRIES",
                 registry=self.registry,
             )
-        service = challenge.get("service")
         try:
             if creds is not None and creds.identity_token:
                 form = {
@@ -204,32 +221,25 @@ class Authenticator:
                     form["service"] = service
                 if scopes:
                     form["scope"] = " ".join(sorted(scopes))
-                response = self._http.post(url, data=form, follow_redirects=True)
-            else:
-                params: list[tuple[str, str | int | float | bool | None]] = (
-                    [("service", service)] if service else []
-                )
-                params += [("scope", scope) for scope in sorted(scopes)]
-                headers = {}
-                if creds is not None and creds.basic():
-                    headers["Authorization"] = creds.basic() or ""
-                    params.append(("account", creds.username or ""))
-                # httpx drops Authorization when a redirect leaves the realm's origin.
-                response = self._http.get(url, params=params, headers=headers, follow_redirects=True)
+                return self._http.post(url, data=form, follow_redirects=True)
+            params: list[tuple[str, str | int | float | bool | None]] = (
+                [("service", service)] if service else []
+            )
+            params += [("scope", scope) for scope in sorted(scopes)]
+            headers = {}
+            if creds is not None and creds.basic():
+                headers["Authorization"] = creds.basic() or ""
+                params.append(("account", creds.username or ""))
+            # httpx drops Authorization when a redirect leaves the realm's origin.
+            return self._http.get(url, params=params, headers=headers, follow_redirects=True)
         except httpx.HTTPError as exc:
             raise RegistryError(
-                f"registry {self.registry}: the token server {realm} could not be reached: {exc}",
+                f"registry {self.registry}: the token server {url} could not be reached: {exc}",
                 registry=self.registry,
             ) from exc
-        if response.status_code != 200:
-            who = creds.describe() if creds else "no credentials (anonymous)"
-            raise RegistryError(
-                f"registry {self.registry}: the token server {realm} refused a token for "
-                f"{' '.join(sorted(scopes)) or 'no scope'} with {who}: HTTP {response.status_code}",
-                hint=f"check the login: 'docker login {self.registry}' (see docs/registries.md)",
-                registry=self.registry,
-                status=response.status_code,
-            )
+
+    def _token_of(self, response: httpx.Response, realm: str) -> tuple[str, float]:
+        """The token and its lifetime in seconds from the token server's JSON answer."""
         try:
             body = response.json()
             token = body.get("token") or body.get("access_token")
@@ -244,6 +254,4 @@ class Authenticator:
                 f"registry {self.registry}: the token server {realm} answered without a token",
                 registry=self.registry,
             )
-        self._tokens[scopes] = (token, time.monotonic() + max(lifetime - _TOKEN_MARGIN, 1.0))
-        log.debug("registry %s: token for %s (%.0fs)", self.registry, " ".join(sorted(scopes)), lifetime)
-        return token
+        return token, lifetime
