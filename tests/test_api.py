@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,35 @@ def test_build_and_generate_are_exported() -> None:
     assert kiln.BuildResult is api.BuildResult
     with pytest.raises(AttributeError):
         kiln.no_such_thing  # noqa: B018
+
+
+def test_exported_members() -> None:
+    # As httpx checks its own: __all__ is sorted, complete and every name in it resolves to a
+    # public kiln object (classes and functions defined in kiln, the error tree, the version).
+    assert kiln.__all__ == sorted(kiln.__all__)
+    public = {
+        name
+        for name in dir(kiln)
+        if not name.startswith("_") and not isinstance(getattr(kiln, name), types.ModuleType)
+    }
+    assert public - {"TYPE_CHECKING", "Any", "annotations"} == set(kiln.__all__) - {"__version__"}
+    assert kiln.__version__ == version("kiln")
+    for name in set(kiln.__all__) - {"__version__"}:
+        assert getattr(kiln, name).__module__.startswith("kiln."), name
+    errors = [getattr(kiln, name) for name in kiln.__all__ if name.endswith("Error")]
+    assert all(issubclass(error, kiln.KilnError) for error in errors)
+
+
+def test_the_options_are_one_table_for_the_api_and_the_cli() -> None:
+    from kiln.api.options import option_fields
+    from kiln.cli.build import build as build_command
+
+    flags = {opt.name: opt for opt in build_command.params}
+    for row in option_fields(kiln.BuildOptions):
+        assert row.name in flags, row.name
+        assert tuple(flags[row.name].opts) == row.cli.flags
+        assert flags[row.name].help == row.cli.help
+    assert set(flags) - {row.name for row in option_fields(kiln.BuildOptions)} == {"quiet"}
 
 
 def test_the_runtime_does_not_import_the_builder() -> None:
