@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from kiln.contract import RUNTIME_REQUIREMENTS, EnvManager
 from kiln.env import platform
+from kiln.env.accelerators import Accelerator, choose_variants, cuda_libraries, cuda_note, detect
 from kiln.env.cache import atomic_write, cache_root
 from kiln.env.conda import conda_environment, write_conda_file
 from kiln.env.fetch import fetch_wheels
@@ -68,9 +69,13 @@ def resolve_env(
     requirements_files: Sequence[Path] = (),
     install_mlflow: bool = False,
     mlflow_home: Path | None = None,
+    accelerator: Accelerator | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EnvSpec:
-    """Lock and fetch the environment for ``model`` (or ``requirements_files``) for ``target``."""
+    """Lock and fetch the environment for ``model`` (or ``requirements_files``) for ``target``.
+
+    ``accelerator`` picks the CPU or CUDA variant of packages that have both (None: ``cuda`` when
+    the model's requirements name a CUDA build, else ``cpu``; ``kiln.env.accelerators``)."""
     platform.validate(target)
     say = _reporter(progress)
     work_dir = Path(work_dir)
@@ -94,8 +99,9 @@ def resolve_env(
         say(f"built {kiln_wheel.name} from the running kiln")
         if env_manager == "conda":
             return _conda_spec(environment, choice, target, work_dir, kiln_wheel, kiln_digest, notes, say)
+        accelerator = accelerator or detect(choice.requirements)
         request, lock, notes = _lock_and_fetch(
-            environment, choice, local_mlflow, target, work_dir, notes, say
+            environment, choice, accelerator, local_mlflow, target, work_dir, notes, say
         )
     installer = _installer(env_manager, environment.model, target, work_dir, cache_root(), say)
     return EnvSpec(
@@ -109,12 +115,14 @@ def resolve_env(
         kiln_wheel_digest=kiln_digest,
         installer_wheel=installer,
         notes=tuple(notes),
+        accelerator=accelerator,
     )
 
 
 def _lock_and_fetch(
     environment: _Environment,
     choice: MlflowChoice,
+    accelerator: Accelerator,
     local_mlflow: Path | None,
     target: TargetPlatform,
     work_dir: Path,
@@ -129,13 +137,13 @@ def _lock_and_fetch(
     ) + ((local_mlflow,) if local_mlflow else ())
     request = LockRequest(
         target=target,
-        requirements=_strings(choice.requirements),
+        requirements=(),
         runtime=RUNTIME_REQUIREMENTS,
         constraints=tuple(str(line) for line in environment.parsed.constraints),
         local_wheels=local_wheels,
         label=environment.label,
     )
-    request, text, notes = _lock(request, choice, notes, cache_dir, say)
+    request, text, notes = lock_variants(request, choice, accelerator, notes, cache_dir, say)
     entries = parse_lock(text)
     fetched = fetch_wheels(
         entries, target=target, dest=work_dir / WHEELHOUSE, cache_dir=cache_dir, local_wheels=local_wheels
@@ -209,28 +217,47 @@ def _environment_notes(
     return notes
 
 
-def _lock(
+def lock_variants(
     request: LockRequest,
     choice: MlflowChoice,
+    accelerator: Accelerator,
     notes: list[str],
     cache_dir: Path,
     say: Callable[[str], None],
 ) -> tuple[LockRequest, str, list[str]]:
-    """Resolve; fall back to the full mlflow when mlflow-skinny at that version is not on the index."""
+    """Resolve with mlflow-skinny and the accelerator's variants; fall back to the full mlflow, and to
+    the packages the model named, when those are not on the configured indexes."""
     target = request.target
-    count = len(request.requirements) + len(request.runtime)
-    say(f"resolving {count} requirements for Python {target.python_version} {target.os_arch}")
-    try:
-        text, cached = compile_lock(request, cache_dir=cache_dir)
-        notes = notes + list(choice.notes)
-    except UnavailableError as exc:
-        if choice.fallback is None or SKINNY not in exc.names:
-            raise
-        request = dataclasses.replace(request, requirements=_strings(choice.fallback))
-        text, cached = compile_lock(request, cache_dir=cache_dir)
-        notes = [*notes, *(choice.fallback_note or "").splitlines()]
-    packages = len(parse_lock(text))
-    say(f"locked {packages} packages" + (" (lock from cache)" if cached else ""))
+    variants = choose_variants(choice.requirements, accelerator)
+    mlflow_notes = list(choice.notes)
+    unavailable: set[str] = set()
+    for _ in range(1 + len(variants.swaps) + 1):
+        request = dataclasses.replace(request, requirements=_strings(variants.requirements))
+        count = len(request.requirements) + len(request.runtime)
+        say(f"resolving {count} requirements for Python {target.python_version} {target.os_arch}")
+        try:
+            text, cached = compile_lock(request, cache_dir=cache_dir)
+            break
+        except UnavailableError as exc:
+            missing = {s.variant_name for s in variants.swaps} & exc.names
+            if missing:
+                unavailable |= missing
+                variants = variants.without(missing)
+                notes.append(
+                    f"{', '.join(sorted(missing))}: not on the configured indexes; kept the model's pin"
+                )
+            elif choice.fallback is not None and SKINNY in exc.names:
+                variants = choose_variants(choice.fallback, accelerator).without(unavailable)
+                mlflow_notes = (choice.fallback_note or "").splitlines()
+                choice = dataclasses.replace(choice, fallback=None)
+            else:
+                raise
+    entries = parse_lock(text)
+    say(f"locked {len(entries)} packages" + (" (lock from cache)" if cached else ""))
+    notes = [*notes, *mlflow_notes, *variants.notes()]
+    libraries = cuda_libraries(entry.name for entry in entries) if accelerator == "cpu" else ()
+    if libraries:
+        notes.append(cuda_note(libraries, request.requirements))
     return request, text, notes
 
 

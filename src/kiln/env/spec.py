@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.contract import EnvManager
+from kiln.env.accelerators import Accelerator
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class EnvSpec:
     """The conda environment file, for the conda env manager."""
     notes: tuple[str, ...] = ()
     """Decisions worth telling the user, e.g. 'mlflow==3.17.2 -> mlflow-skinny==3.17.2'."""
+    accelerator: Accelerator = "cpu"
+    """Whose variants of accelerated packages the lock holds (``kiln.env.accelerators``)."""
     kiln_wheel_digest: str | None = None
     """``sha256:<hex>`` of ``kiln_wheel``: pins it like the lock pins everything else
     (e.g. ``echo "<hex>  kiln-<version>-py3-none-any.whl" | sha256sum -c`` before installing it)."""
