@@ -38,6 +38,7 @@ from kiln.env.mlflow_choice import SKINNY, MlflowChoice, choose_mlflow, host_mlf
 from kiln.env.requirements import ParsedRequirements, read_requirements_file
 from kiln.env.sources import ModelEnvironment, read_model_environment
 from kiln.env.spec import EnvSpec, TargetPlatform
+from kiln.env.uvproject import uv_project_requirements
 from kiln.env.wheelbuild import build_mlflow_home
 from kiln.errors import DependencyError, UsageError
 from kiln.model.info import ModelInfo
@@ -58,6 +59,8 @@ class _Environment:
     parsed: ParsedRequirements
     label: str
     model: ModelEnvironment | None
+    notes: tuple[str, ...] = ()
+    """Where the requirements came from, when that is worth saying (a uv.lock)."""
 
 
 def resolve_env(
@@ -189,19 +192,23 @@ def _read_environment(
 ) -> _Environment:
     parsed = ParsedRequirements()
     model_env = None
+    notes: tuple[str, ...] = ()
     if model is not None:
         model_env = read_model_environment(model, prefer_conda=prefer_conda)
         parsed = model_env.requirements
+        project = None if prefer_conda else uv_project_requirements(model.path)
+        if project is not None:
+            parsed, notes = project.requirements, (project.note,)
     for path in requirements_files:
         parsed = parsed + read_requirements_file(Path(path))
     label = "model" if model is not None else "requirements"
-    return _Environment(parsed, label, model_env)
+    return _Environment(parsed, label, model_env, notes)
 
 
 def _environment_notes(
     environment: _Environment, model: ModelInfo | None, target: TargetPlatform
 ) -> list[str]:
-    notes = []
+    notes = list(environment.notes)
     if environment.parsed.ignored_options:
         notes.append(
             "ignored options in the requirements (kiln uses the host's pip/uv configuration): "
