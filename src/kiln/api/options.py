@@ -115,6 +115,12 @@ class RecipeOptions:
     labels: Mapping[str, str] = pairs_option(
         Cli(("--label",), pairs=True, metavar="KEY=VALUE", help="Add an image label.")
     )
+    accelerator: Literal["auto", "cpu", "cuda"] = option("auto", Cli(
+        ("--accelerator",), choices=("auto", "cpu", "cuda"), show_default=True,
+        help="The hardware the image serves on: cpu (CPU builds of packages that have one, e.g. "
+        "xgboost-cpu, torch==X+cpu), cuda (their CUDA builds), or auto: cuda when the model's "
+        "requirements name a CUDA build, else cpu.",
+    ))  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.env_manager not in contract.ENV_MANAGERS:
@@ -123,6 +129,8 @@ class RecipeOptions:
         # Sequences and mappings given by API callers are frozen here, once.
         object.__setattr__(self, "requirements", tuple(self.requirements))
         object.__setattr__(self, "labels", dict(self.labels))
+        if self.accelerator not in ("auto", "cpu", "cuda"):
+            raise UsageError(f"unknown accelerator {self.accelerator!r} (expected one of auto, cpu, cuda)")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def _resolve(
         work_dir=work / "env",
         requirements_files=inputs.requirements,
         install_mlflow=recipe.install_mlflow,
+        accelerator=None if recipe.accelerator == "auto" else recipe.accelerator,
         mlflow_home=Path(mlflow_home) if mlflow_home is not None else None,
         progress=progress.detail,
     )
