@@ -14,6 +14,12 @@ from typing import Literal
 PORT = 8080
 """The port the container serves on (nginx, or uvicorn when nginx is disabled)."""
 
+HOST = "0.0.0.0"
+"""The address the container listens on: every interface. ``kiln serve`` on a host listens on
+LOCAL_HOST instead unless told otherwise (KILN_HOST / --host)."""
+
+LOCAL_HOST = "127.0.0.1"
+
 # --- paths inside the image ----------------------------------------------------
 MODEL_DIR = "/opt/ml/model"
 """Where the model lives: baked in (model-inclusive) or mounted (model-agnostic)."""
@@ -55,6 +61,7 @@ STOP_SIGNAL = "SIGTERM"
 # --- environment variables -----------------------------------------------------------
 # Each setting has kiln's own name and, where MLflow users already set one, MLflow's
 # name too; both are honoured and kiln's wins when both are set.
+ENV_HOST = ("KILN_HOST", "MLFLOW_HOST")
 ENV_PORT = ("KILN_PORT", "PORT")
 ENV_WORKERS = ("KILN_WORKERS", "MLFLOW_MODELS_WORKERS")
 ENV_REQUEST_TIMEOUT = ("KILN_REQUEST_TIMEOUT", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT")
@@ -63,6 +70,10 @@ ENV_MODEL_CONFIG = ("KILN_MODEL_CONFIG", "SERVING_MODEL_CONFIG")
 ENV_MODEL_DIR = ("KILN_MODEL_DIR",)
 ENV_RUNTIME_DIR = ("KILN_RUNTIME_DIR",)
 ENV_MAX_BODY_SIZE = ("KILN_MAX_BODY_SIZE",)
+ENV_MAX_HEADER_SIZE = ("KILN_MAX_HEADER_SIZE",)
+"""The request line and headers together; larger get 431."""
+ENV_CLIENT_TIMEOUT = ("KILN_CLIENT_TIMEOUT",)
+"""Seconds a client has to send a request head, and a body may pause, before the connection is closed."""
 ENV_GRACE_PERIOD = ("KILN_GRACE_PERIOD",)
 ENV_METRICS = ("KILN_METRICS",)
 ENV_OPENAPI = ("KILN_OPENAPI",)
@@ -81,6 +92,9 @@ ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024
+DEFAULT_MAX_HEADER_SIZE = 32 * 1024
+"""nginx's default ``large_client_header_buffers 4 8k``."""
+DEFAULT_CLIENT_TIMEOUT = 10
 DEFAULT_GRACE_PERIOD = 25.0
 """Below Kubernetes' default 30 s termination grace; use ``docker stop -t 30``."""
 DEFAULT_MAX_QUEUE = 64

@@ -6,14 +6,65 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
 from kiln import contract, envvars
 from kiln.cli import main
-from kiln.settings import LOG_LEVELS, RuntimeSettings
+from kiln.errors import UsageError
+from kiln.settings import SETTINGS, RuntimeSettings, Setting
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _SettingType(click.ParamType):  # type: ignore[type-arg]
+    """A setting's value from the command line, parsed as its environment variable would be."""
+
+    def __init__(self, row: Setting) -> None:
+        self.row = row
+        self.name = (row.metavar or row.kind.metavar or "text").lower()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.row.kind.parse(self.row.options[0], value)
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+def _setting_option(row: Setting) -> Callable[[F], F]:
+    """The ``kiln serve`` option of one row of the settings table."""
+    kwargs: dict[str, Any] = {"default": None, "help": row.cli_help()}
+    if row.negation is not None:
+        return click.option(f"{row.options[0]}/{row.negation}", row.name, **kwargs)
+    if row.is_flag:
+        return click.option(*row.options, row.name, is_flag=True, **kwargs)
+    if row.kind.choices:
+        return click.option(*row.options, row.name, type=click.Choice(row.kind.choices), **kwargs)
+    metavar = row.metavar or row.kind.metavar
+    return click.option(*row.options, row.name, type=_SettingType(row), metavar=metavar, **kwargs)
+
+
+def _setting_options(func: F) -> F:
+    """Every setting that has a ``kiln serve`` option, in the table's order."""
+    for row in reversed(SETTINGS):
+        if row.options:
+            func = _setting_option(row)(func)
+    return func
+
+
+def _serve_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """The options given, plus ``kiln serve``'s own defaults (host: loopback) where neither the option
+    nor an environment variable sets the setting; the image keeps the table's defaults."""
+    overrides = dict(values)
+    for row in SETTINGS:
+        unset = overrides.get(row.name) is None and envvars.lookup(os.environ, row.env) is None
+        if row.serve_default is not None and unset:
+            overrides[row.name] = row.serve_default
+    return overrides
 
 
 @main.command("serve")
@@ -35,119 +86,30 @@ from kiln.settings import LOG_LEVELS, RuntimeSettings
     metavar="URI",
     help="MLflow model registry, when it differs from the tracking server [default: $MLFLOW_REGISTRY_URI].",
 )
-@click.option("--port", type=click.IntRange(1, 65535), help=f"Port to serve on [default: {contract.PORT}].")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="uvicorn worker processes [default: one per CPU this process may use].",
-)
-@click.option(
-    "--no-nginx",
-    "--disable-nginx",
-    "disable_nginx",
-    is_flag=True,
-    default=None,
-    help="Serve with uvicorn alone on the port, without nginx in front.",
-)
-@click.option(
-    "--request-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help=f"Answer 504 when a request takes longer [default: {contract.DEFAULT_REQUEST_TIMEOUT:g}].",
-)
-@click.option(
-    "--max-body-size",
-    metavar="SIZE",
-    help="Largest request body, e.g. 100m or 1g; larger ones get 413 [default: 100m].",
-)
-@click.option(
-    "--grace-period",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help=f"Time to finish in-flight requests on SIGTERM [default: {contract.DEFAULT_GRACE_PERIOD:g}].",
-)
-@click.option(
-    "--max-queue",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="Scoring requests one worker holds at once (being predicted or waiting); more get an "
-    f"immediate 503 with Retry-After. 0: no limit [default: {contract.DEFAULT_MAX_QUEUE}].",
-)
-@click.option("--metrics/--no-metrics", default=None, help="Prometheus metrics on /metrics [default: on].")
-@click.option(
-    "--openapi/--no-openapi",
-    default=None,
-    help="The model's OpenAPI document on /openapi.json and a docs page on /docs [default: on].",
-)
-@click.option(
-    "--expose-tracebacks",
-    is_flag=True,
-    default=None,
-    help="Include stack traces of model errors in error answers.",
-)
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Log level [default: info].")
-@click.option("--model-config", metavar="JSON", help="JSON object passed to the model's loader.")
-@click.option(
-    "--runtime-dir",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Where the runtime writes its socket, nginx.conf and temp files [default: a fresh temp dir].",
-)
+@_setting_options
 @click.pass_context
 def serve(
-    ctx: click.Context,
-    /,
-    model_uri: str,
-    tracking_uri: str | None,
-    registry_uri: str | None,
-    port: int | None,
-    workers: int | None,
-    disable_nginx: bool | None,
-    request_timeout: float | None,
-    max_body_size: str | None,
-    grace_period: float | None,
-    max_queue: int | None,
-    metrics: bool | None,
-    openapi: bool | None,
-    expose_tracebacks: bool | None,
-    log_level: str | None,
-    model_config: str | None,
-    runtime_dir: str | None,
+    ctx: click.Context, /, model_uri: str, tracking_uri: str | None, registry_uri: str | None, **values: Any
 ) -> None:
     """Serve an MLflow model like the container does: nginx in front of uvicorn workers.
 
     Every option can also be set with its environment variable (e.g. KILN_WORKERS or
     MLFLOW_MODELS_WORKERS, KILN_REQUEST_TIMEOUT, DISABLE_NGINX); options win. Stops
-    gracefully on Ctrl+C or SIGTERM.
+    gracefully on Ctrl+C or SIGTERM. On this machine it listens on 127.0.0.1 only, unless
+    --host (KILN_HOST) says otherwise; the image listens on every interface.
     """
     from kiln.model.resolve import resolve_model
     from kiln.runtime import serve as run_runtime
     from kiln.runtime.logs import configure_logging
 
-    overrides: dict[str, Any] = {
-        "port": port,
-        "workers": workers,
-        "disable_nginx": disable_nginx,
-        "request_timeout": request_timeout,
-        "grace_period": grace_period,
-        "max_queue": max_queue,
-        "metrics": metrics,
-        "openapi": openapi,
-        "expose_tracebacks": expose_tracebacks,
-        "log_level": log_level,
-    }
-    if max_body_size is not None:
-        overrides["max_body_size"] = envvars.parse_size("--max-body-size", max_body_size)
-    if model_config is not None:
-        overrides["model_config"] = envvars.parse_json_object("--model-config", model_config)
+    overrides = _serve_defaults(values)
     debug = bool(ctx.obj and ctx.obj.get("debug"))
     # Settings are checked before a possibly long download; the model dir is filled in after.
     RuntimeSettings.from_env(os.environ, **overrides)
     resolving = resolve_model(model_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
-    with resolving as resolved, _runtime_dir(runtime_dir) as directory:
-        settings = RuntimeSettings.from_env(
-            os.environ, runtime_dir=directory, model_dir=str(resolved.path.resolve()), **overrides
-        )
+    with resolving as resolved, _runtime_dir(overrides["runtime_dir"]) as directory:
+        found = {"runtime_dir": directory, "model_dir": str(resolved.path.resolve())}
+        settings = RuntimeSettings.from_env(os.environ, **{**overrides, **found})
         configure_logging("debug" if debug else settings.log_level)
         code = run_runtime(settings)
     ctx.exit(code)

@@ -13,7 +13,6 @@ import jinja2
 
 from kiln.errors import ServeError
 from kiln.runtime.layout import RuntimeLayout
-from kiln.server import client_limits
 from kiln.settings import RuntimeSettings
 
 FALLBACK_PATHS = ("/usr/sbin/nginx",)
@@ -29,6 +28,9 @@ UPSTREAM_KEEPALIVE_TIMEOUT = 60
 WORKER_KEEPALIVE_TIMEOUT = 65
 """uvicorn's ``timeout_keep_alive``: longer than nginx's, so nginx never reuses a closing connection."""
 
+HEADER_LINE_LIMIT = 8 * 1024
+"""nginx's default buffer for one request line or header (``large_client_header_buffers 4 8k``)."""
+
 _MAX_WORKER_CONNECTIONS = 4096
 
 
@@ -36,7 +38,8 @@ _MAX_WORKER_CONNECTIONS = 4096
 class NginxConfig:
     """Everything nginx.conf depends on; ``render_nginx_conf`` turns it into the file's text."""
 
-    port: int
+    listen: str
+    """``host:port`` (``[v6]:port``) of the server block."""
     runtime_dir: str
     sockets: tuple[str, ...]
     """One unix socket per worker; nginx sends each request to the one with the fewest active."""
@@ -49,8 +52,12 @@ class NginxConfig:
     client_max_body_size: int
     client_body_buffer_size: int
     shutdown_timeout: int
-    client_header_timeout: int
-    client_body_timeout: int
+    client_timeout: float
+    """nginx's ``client_header_timeout`` and ``client_body_timeout``."""
+    header_buffers: int
+    header_buffer_size: int
+    """``large_client_header_buffers``: each line fits in one buffer, all of them in ``max_header_size``."""
+    max_header_size: int
     user: str | None = None
     """``user root root`` when the master runs as root; None otherwise (nginx ignores it then)."""
 
@@ -65,8 +72,9 @@ def nginx_config(
     user: str | None = None,
 ) -> NginxConfig:
     """The nginx settings for ``settings``; ``open_files`` is the soft RLIMIT_NOFILE."""
+    header_buffer = min(HEADER_LINE_LIMIT, settings.max_header_size)
     return NginxConfig(
-        port=settings.port,
+        listen=listen_address(settings.host, settings.port),
         runtime_dir=str(layout.root),
         sockets=tuple(str(path) for path in layout.worker_sockets(workers)),
         worker_processes=max(1, min(cpus, workers)),
@@ -79,8 +87,10 @@ def nginx_config(
         client_max_body_size=settings.max_body_size,
         client_body_buffer_size=min(settings.max_body_size, MEMORY_BODY_BUFFER),
         shutdown_timeout=max(1, math.ceil(settings.grace_period)),
-        client_header_timeout=client_limits.HEADER_TIMEOUT,
-        client_body_timeout=client_limits.BODY_TIMEOUT,
+        client_timeout=settings.client_timeout,
+        header_buffers=math.ceil(settings.max_header_size / header_buffer),
+        header_buffer_size=header_buffer,
+        max_header_size=settings.max_header_size,
         user=user,
     )
 
@@ -90,6 +100,9 @@ def render_nginx_conf(config: NginxConfig) -> str:
     template = _environment().get_template("nginx.conf.j2")
     values = asdict(config)
     values["request_timeout"] = _seconds(config.request_timeout)
+    values["client_timeout_text"] = _seconds(config.client_timeout)
+    values["client_timeout"] = _duration(config.client_timeout)
+    values["header_buffer_size"] = _size(config.header_buffer_size)
     return template.render(**values)
 
 
@@ -133,8 +146,24 @@ def nginx_command(binary: str, layout: RuntimeLayout) -> list[str]:
     return [binary, "-e", "stderr", "-p", str(layout.root), "-c", str(layout.nginx_conf)]
 
 
+def listen_address(host: str, port: int) -> str:
+    """``host:port`` as nginx's ``listen`` and log lines write it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _duration(seconds: float) -> str:
+    """An nginx time: whole seconds as ``10s``, anything finer in milliseconds (nginx has no fractions)."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def _size(size: int) -> str:
+    return f"{size // 1024}k" if size % 1024 == 0 else str(size)
 
 
 def _environment() -> jinja2.Environment:

@@ -8,6 +8,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kiln.errors import ServeError
 from kiln.runtime import nginx
@@ -56,16 +57,17 @@ def make_plan(settings: RuntimeSettings) -> Plan:
 
 
 def bind_listener(plan: Plan) -> socket.socket:
-    """Without nginx: the TCP socket on ``settings.port`` every worker accepts on, bound but not listening.
+    """Without nginx: the TCP socket on ``host:port`` every worker accepts on, bound but not listening.
 
     asyncio (and uvloop) call ``listen()`` when a worker starts serving, i.e. after its
     lifespan has loaded the model; until then connections are refused.
     """
+    family, address = _tcp_address(plan.settings.host, plan.settings.port)
     # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (uvicorn #3149).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _bind(sock, ("0.0.0.0", plan.settings.port), f"0.0.0.0:{plan.settings.port}")
+    _bind(sock, address, nginx.listen_address(plan.settings.host, plan.settings.port))
     return sock
 
 
@@ -84,11 +86,24 @@ def bind_worker_socket(path: Path) -> socket.socket:
     return sock
 
 
-def check_port_free(port: int) -> None:
-    """Fail early, and clearly, when nginx could not bind ``port`` (it would retry, then exit)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def check_port_free(host: str, port: int) -> None:
+    """Fail early, and clearly, when nginx could not bind ``host:port`` (it would retry, then exit)."""
+    family, address = _tcp_address(host, port)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _bind(probe, ("0.0.0.0", port), f"0.0.0.0:{port}")
+        _bind(probe, address, nginx.listen_address(host, port))
+
+
+def _tcp_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+    """The socket family and address to bind for ``host`` (an IPv4 or IPv6 address, or a name)."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(
+            f"cannot listen on {host!r}: {exc.strerror}", hint="pick another --host / KILN_HOST"
+        ) from exc
+    family, _, _, _, address = found[0]
+    return family, address
 
 
 def _bind(sock: socket.socket, address: str | tuple[str, int], where: str) -> None:
@@ -96,5 +111,7 @@ def _bind(sock: socket.socket, address: str | tuple[str, int], where: str) -> No
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        hint = "pick another --port / KILN_PORT" if isinstance(address, tuple) else None
+        hint = (
+            "pick another --port / KILN_PORT, or --host / KILN_HOST" if isinstance(address, tuple) else None
+        )
         raise ServeError(f"cannot listen on {where}: {exc.strerror}", hint=hint) from exc

@@ -39,7 +39,7 @@ def run(plan: Plan) -> int:
     lock = runtime_layout.prepare(plan.layout, plan.workers)
     try:
         if plan.nginx_binary:
-            check_port_free(plan.settings.port)
+            check_port_free(plan.settings.host, plan.settings.port)
             plan.layout.nginx_conf.write_text(plan.nginx_conf, encoding="utf-8")
             shared = None  # each worker slot binds its own socket at its first start and keeps it
         else:
@@ -105,7 +105,7 @@ class _Supervisor:
 
     def _start(self) -> None:
         plan = self.plan
-        where = f"port {plan.settings.port}"
+        where = nginx.listen_address(plan.settings.host, plan.settings.port)
         if plan.nginx_binary:
             logger.info(
                 "starting nginx on %s and %d uvicorn worker(s), each on its own socket %s (runtime dir %s)",
@@ -188,10 +188,9 @@ class _Supervisor:
         if not self.served and not self.stopping:
             self.served = True
             via = "nginx" if self.plan.nginx_binary else "uvicorn"
-            logger.info(
-                "ready: serving model %s on http://0.0.0.0:%d (%s)",
-                self.plan.settings.model_dir, self.plan.settings.port, via,
-            )  # fmt: skip
+            settings = self.plan.settings
+            where = nginx.listen_address(settings.host, settings.port)
+            logger.info("ready: serving model %s on http://%s (%s)", settings.model_dir, where, via)
 
     def _on_exit(self, pid: int, code: int) -> None:
         child = self.children.pop(pid, None)

@@ -125,7 +125,9 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
     if not behind_nginx:  # clients reach the worker directly: it keeps nginx's limits itself
         from kiln.server.client_limits import limited
 
-        config.http = limited(config.http)
+        config.http = limited(
+            config.http, max_header_size=settings.max_header_size, client_timeout=settings.client_timeout
+        )
     uvicorn.Server(config).run(sockets=[sock])
 
 
