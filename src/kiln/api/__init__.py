@@ -26,6 +26,7 @@ from kiln.api.prepare import prepare
 from kiln.backends.base import Builder, BuildRequest, BuiltImage
 from kiln.backends.builders import check_options, get_builder
 from kiln.backends.docker.builder import DockerBuilder
+from kiln.backends.docker.cli import engine_cli
 from kiln.backends.docker.smoke import SmokeResult, smoke_test
 from kiln.errors import DockerUnavailableError, KilnError, UsageError
 from kiln.image.dockerfile.context import write_context
@@ -190,7 +191,7 @@ def _smoke(image: BuiltImage, inputs: BuildInputs, progress: Progress) -> SmokeR
     model = inputs.model or inputs.env_from
     assert model is not None
     progress.phase(f"smoke test of {image.tag}")
-    cli = DockerBuilder.connect().cli  # the image is in Docker: built there, or loaded (--output docker)
+    cli = engine_cli()  # the image is in Docker: built there, or loaded (--output docker)
     result = smoke_test(
         cli, image.image_id, model.path, mount=inputs.model is None, on_output=progress.detail
     )

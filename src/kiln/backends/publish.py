@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from kiln.backends.base import Published
-from kiln.backends.docker.cli import find_docker
+from kiln.backends.docker.cli import engine_cli
 from kiln.errors import BuildError, DockerUnavailableError, UsageError
 from kiln.oci.archive import repo_tag, save_archive, write_archive
 from kiln.oci.blobstore import BlobStore
@@ -173,7 +173,7 @@ def publisher_for(
     remote = [Registry(text) for text in push]
     if not local and not remote:
         try:
-            find_docker(environ)
+            engine_cli(environ)
         except DockerUnavailableError as exc:
             raise UsageError(
                 f"--backend oci needs --output or --push when no Docker engine answers ({exc.message})",
@@ -194,7 +194,7 @@ def load_into_docker(
 ) -> None:
     """Stream the image as a docker-archive into ``docker load``; DockerUnavailableError without an engine."""
     try:
-        cli = find_docker(environ)
+        cli = engine_cli(environ)
     except DockerUnavailableError as exc:
         raise DockerUnavailableError(
             f"--output docker: {exc.message}",

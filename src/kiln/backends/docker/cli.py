@@ -99,15 +99,8 @@ class DockerCli:
 def find_docker(environ: Mapping[str, str] | None = None) -> DockerCli:
     """The docker client to use and its build mode; DockerUnavailableError when no engine answers."""
     environ = dict(os.environ if environ is None else environ)
+    first = engine_cli(environ)
     candidates = _candidates(environ)
-    if not candidates:
-        raise DockerUnavailableError(
-            "the docker command was not found on PATH",
-            hint="install Docker (https://docs.docker.com/engine/install/) "
-            "or set KILN_DOCKER to the docker client",
-        )
-    first = DockerCli(candidates[0], "classic", environ)
-    check_daemon(first)
     forced = envvars.lookup(environ, (ENV_BUILDKIT,))
     if forced is not None and not envvars.parse_bool(*forced):
         log.debug("BuildKit disabled by %s", ENV_BUILDKIT)
@@ -125,6 +118,22 @@ def find_docker(environ: Mapping[str, str] | None = None) -> DockerCli:
         )
     log.info("BuildKit is not available (no buildx, no built-in BuildKit): using the classic builder")
     return first
+
+
+def engine_cli(environ: Mapping[str, str] | None = None) -> DockerCli:
+    """A docker client whose engine answers, for commands that build nothing (``load``, ``run``):
+    no BuildKit probe. DockerUnavailableError when no engine answers."""
+    environ = dict(os.environ if environ is None else environ)
+    candidates = _candidates(environ)
+    if not candidates:
+        raise DockerUnavailableError(
+            "the docker command was not found on PATH",
+            hint="install Docker (https://docs.docker.com/engine/install/) "
+            "or set KILN_DOCKER to the docker client",
+        )
+    cli = DockerCli(candidates[0], "classic", environ)
+    check_daemon(cli)
+    return cli
 
 
 def check_daemon(cli: DockerCli) -> str:
