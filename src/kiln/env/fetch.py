@@ -2,9 +2,10 @@
 
 ``pip download`` does the network part with the host's own pip configuration (pip.conf,
 ``PIP_*`` variables: indexes, certificates, proxies, credentials) and checks every file
-against the lock's hashes. A package that only has an sdist is built into a wheel on the
-host when it is pure Python; anything else is an error naming it. The wheelhouse ends up
-holding exactly one wheel per lock entry.
+against the lock's hashes; pip applies the host's constraint files itself (the lock was
+made under the same files, ``kiln.env.locking``). A package that only has an sdist is built
+into a wheel on the host when it is pure Python; anything else is an error naming it. The
+wheelhouse ends up holding exactly one wheel per lock entry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -24,7 +26,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from kiln.env import platform
+from kiln.env import indexes, platform
 from kiln.env.cache import place, sha256_file, store_file
 from kiln.env.lockfile import LockEntry
 from kiln.env.spec import TargetPlatform
@@ -33,6 +35,7 @@ from kiln.env.wheelbuild import build_pure_wheel
 from kiln.errors import DependencyError
 
 _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
+_CANNOT_INSTALL = re.compile(r"Cannot install (.+?) because these package versions have conflicting")
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,9 @@ def _download(entries: Sequence[LockEntry], store: WheelStore) -> None:
 
 
 def _download_error(output: str, target: TargetPlatform) -> DependencyError:
+    conflict = _constraint_conflict(output)
+    if conflict is not None:
+        return conflict
     match = _NOT_FOUND.search(output)
     if match:
         return DependencyError(
@@ -187,6 +193,45 @@ def _download_error(output: str, target: TargetPlatform) -> DependencyError:
             hint=tail(output),
         )
     return DependencyError(f"fetching wheels for {_describe(target)} with pip failed", hint=tail(output))
+
+
+def _constraint_conflict(output: str) -> DependencyError | None:
+    """pip refusing locked pins because a host constraint excludes them (a lock made under other
+    settings, e.g. a cached or model-supplied lock): the pins and the constraint lines that exclude them."""
+    match = _CANNOT_INSTALL.search(output)
+    if match is None:
+        return None
+    pins = [pin for text in re.split(r",| and ", match.group(1)) if (pin := _requirement(text))]
+    lines = indexes.constraint_lines(indexes.pip_indexes().constraints)
+    excluding = [
+        (pin, line)
+        for pin in pins
+        for line in lines
+        if line.name == canonicalize_name(pin.name)
+        and not any(Requirement(line.requirement).specifier.contains(v) for v in _versions(pin))
+    ]
+    if not excluding:
+        return None
+    what = "; ".join(
+        f"the host's pip constraint {line.requirement!r} ({line.origin}) excludes the lock's {str(pin)!r}"
+        for pin, line in excluding
+    )
+    return DependencyError(
+        f"{what}, so pip will not download it",
+        hint="pip applies its constraint files (pip.conf 'constraint' or PIP_CONSTRAINT; 'pip config list' "
+        "shows which) to every download: relax the constraint, or lock again under it",
+    )
+
+
+def _requirement(text: str) -> Requirement | None:
+    try:
+        return Requirement(text.strip())
+    except InvalidRequirement:
+        return None
+
+
+def _versions(requirement: Requirement) -> list[str]:
+    return [spec.version for spec in requirement.specifier if spec.operator == "=="]
 
 
 def _check_sdist_name(path: Path, entry: LockEntry) -> None:

@@ -1,19 +1,25 @@
-"""The host's pip index settings, handed to uv so that the resolver sees what pip will fetch from.
+"""The host's pip index and constraint settings, handed to uv so that the lock is one pip will fetch.
 
 kiln resolves with ``uv pip compile`` and fetches with ``pip download``. uv reads only its
 own settings (``UV_*``, ``uv.toml``); a user whose private index or certificate is set up
 for pip (``pip.conf``, ``PIP_*``) would otherwise get a lock that pip cannot fetch, or none.
-When uv has no index settings of its own, pip's effective ones are passed to it. Values
-travel as process arguments and environment only; nothing is written to the build context.
+When uv has no index settings of its own, pip's effective ones are passed to it. pip's
+constraint files (``constraint`` in pip.conf, ``PIP_CONSTRAINT``) are passed always: pip
+applies them to the fetch whatever uv was told. Values travel as process arguments and
+environment only; nothing is written to the build context.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from kiln.env.tools import pip_command
 
@@ -29,6 +35,8 @@ UV_INDEX_SETTINGS = (
 )
 # pip reads sections in this order; later ones win (":env:" is PIP_* variables).
 _SECTIONS = ("global", "download", ":env:")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+_INCLUDE = re.compile(r"^(?:--constraint|--requirement|-c|-r)[=\s]*(\S+)$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class PipIndexes:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     cert: str | None = None
+    constraints: tuple[str, ...] = ()
+    """pip's constraint files (paths made absolute, or URLs), in pip's order."""
+
+    def uv_constraint_args(self) -> list[str]:
+        """``--constraint FILE`` for each of pip's constraint files: the lock must obey what pip will."""
+        return [arg for path in self.constraints for arg in ("--constraint", path)]
 
     def uv_args(self) -> list[str]:
         """Arguments that make ``uv pip compile`` look where pip will look."""
@@ -118,4 +132,52 @@ def from_config(options: Mapping[str, str]) -> PipIndexes:
         extra_index_urls=many("extra-index-url"),
         find_links=many("find-links"),
         cert=options.get("cert") or None,
+        constraints=tuple(_absolute(path) for path in many("constraint")),
     )
+
+
+@dataclass(frozen=True)
+class ConstraintLine:
+    """One requirement line of a host constraint file, and where it is (``/etc/pip/c.txt:2``)."""
+
+    requirement: str
+    name: str
+    """Canonical name of the constrained package."""
+    origin: str
+
+
+def constraint_lines(files: tuple[str, ...]) -> tuple[ConstraintLine, ...]:
+    """The requirement lines of ``files`` and the files they include (URLs and unreadable files skipped)."""
+    seen: set[Path] = set()
+    return tuple(line for name in files if not _is_url(name) for line in _read(Path(name), seen))
+
+
+def _read(path: Path, seen: set[Path]) -> Iterator[ConstraintLine]:
+    if path in seen:
+        return
+    seen.add(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = _COMMENT.sub("", raw).strip()
+        include = _INCLUDE.match(line)
+        if include and not _is_url(include.group(1)):
+            yield from _read(path.parent / include.group(1), seen)
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line.split(" --", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        yield ConstraintLine(str(requirement), canonicalize_name(requirement.name), f"{path}:{number}")
+
+
+def _absolute(path: str) -> str:
+    # uv runs in a scratch directory; pip read relative paths against kiln's working directory.
+    return path if _is_url(path) else os.path.abspath(path)
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text

@@ -1,7 +1,8 @@
 """Resolve requirements for the image's Python and platform with ``uv pip compile``; cache the lock.
 
-The model's requirements and kiln's runtime requirements are resolved together, so a
-conflict between them shows at build time. The lock pins every package with hashes and
+The model's requirements and kiln's runtime requirements are resolved together, under the
+host's pip constraint files (pip applies them to the fetch), so a conflict between any of
+them shows at build time, naming both sides. The lock pins every package with hashes and
 names no index: indexes and credentials stay in the host's configuration. The finished
 lock is cached by its inputs, so the same inputs always give the same lock bytes.
 """
@@ -49,6 +50,7 @@ _NO_VERSION = re.compile(
 )
 
 _NEEDS_PYTHON = re.compile(r"(\S+) depends on Python([<>=!~][^\s,]+)")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]|[A-Za-z0-9]")
 
 
 class UnavailableError(DependencyError):
@@ -101,6 +103,7 @@ def cache_key(request: LockRequest) -> str:
         "uv_settings": {name: redact(os.environ[name]) for name in _UV_SETTINGS if name in os.environ},
         "uv_config": _uv_config_digest(),
         "pip_indexes": [redact(arg) for arg in _pip_index_args()],
+        "pip_constraints": [[redact(name), _digest(name)] for name in _pip_indexes().constraints],
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -140,18 +143,23 @@ def _run_uv(request: LockRequest) -> str:
             # Only the host's interpreters build sdists' metadata; never fetch a Python for that.
             "--no-python-downloads",
             *_pip_index_args(),
+            *_host_constraint_args(),
         ]
         env = dict(os.environ)
         if not indexes.uv_configured(os.environ):
             env.update(_pip_indexes().uv_env(os.environ))
         result = run(command, what="uv pip compile", cwd=work, env=env)
     if result.returncode != 0:
-        raise explain_failure(result.stderr, request)
+        raise explain_failure(result.stderr, request, indexes.constraint_lines(_pip_indexes().constraints))
     return result.stdout if result.stdout.endswith("\n") else result.stdout + "\n"
 
 
-def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
-    """A DependencyError naming the requirements on each side of a conflict, from uv's explanation."""
+def explain_failure(
+    stderr: str, request: LockRequest, host_constraints: Sequence[indexes.ConstraintLine] = ()
+) -> DependencyError:
+    """A DependencyError naming the requirements on each side of a conflict, from uv's explanation.
+
+    ``host_constraints`` are the lines of the host's pip constraint files the lock ran under."""
     target = f"Python {request.target.python_version} {request.target.os_arch}"
     if "No solution found" not in stderr:
         return DependencyError(f"resolving the requirements for {target} failed", hint=tail(stderr))
@@ -160,6 +168,9 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
     ours = [line for line in request.requirements if _name(line) in names]
     kiln = [line for line in request.runtime if _name(line) in names]
     hint = "uv says: " + explanation
+    constrained = _constraints_in(explanation, host_constraints)
+    if constrained:
+        return _constraint_conflict(request, ours or kiln, constrained, target, hint)
     if ours and kiln:
         message = (
             f"{_whose(request.label)} requirement {_join(ours)} conflicts with kiln's runtime "
@@ -190,6 +201,40 @@ def explain_failure(stderr: str, request: LockRequest) -> DependencyError:
     return DependencyError(
         f"{_whose(request.label)} requirements cannot be resolved for {target}: {what}", hint=hint
     )
+
+
+def _constraint_conflict(
+    request: LockRequest,
+    involved: Sequence[str],
+    constrained: Sequence[indexes.ConstraintLine],
+    target: str,
+    hint: str,
+) -> DependencyError:
+    ours = any(line in request.requirements for line in involved)
+    whose = _whose(request.label) if ours else "kiln's runtime"
+    what = f"{whose} requirement {_join(involved)}" if involved else f"{_whose(request.label)} requirements"
+    constraints = ", ".join(f"{line.requirement!r} ({line.origin})" for line in constrained)
+    files = sorted({line.origin.rpartition(":")[0] for line in constrained})
+    return DependencyError(
+        f"{what} conflicts with the host's pip constraint {constraints} (resolving for {target})",
+        hint=hint
+        + f"\n  pip applies {', '.join(files)} to every download (pip.conf 'constraint' or PIP_CONSTRAINT; "
+        "'pip config list' shows which): relax the constraint there, or the model's pin",
+    )
+
+
+def _constraints_in(
+    explanation: str, lines: Sequence[indexes.ConstraintLine]
+) -> list[indexes.ConstraintLine]:
+    """The host constraint lines whose package and bound uv's explanation names."""
+    mentioned = {canonicalize_name(token) for token in _TOKEN.findall(explanation)}
+    compact = explanation.replace(" ", "")
+    return [
+        line
+        for line in lines
+        if line.name in mentioned
+        and any(str(clause) in compact for clause in Requirement(line.requirement).specifier)
+    ]
 
 
 def _explanation(stderr: str) -> str:
@@ -251,6 +296,27 @@ def _pip_index_args() -> list[str]:
     if indexes.uv_configured(os.environ):
         return []
     return _pip_indexes().uv_args()
+
+
+def _host_constraint_args() -> list[str]:
+    """pip's constraint files, always: pip applies them to the fetch whether or not uv has its own
+    index settings. A file that is gone is an error here rather than a puzzle from uv."""
+    files = _pip_indexes().constraints
+    for name in files:
+        if "://" not in name and not Path(name).is_file():
+            raise DependencyError(
+                f"the host's pip constraint file {name!r} does not exist",
+                hint="pip.conf 'constraint' or PIP_CONSTRAINT names it ('pip config list' shows which); "
+                "create the file or remove the setting",
+            )
+    return _pip_indexes().uv_constraint_args()
+
+
+def _digest(name: str) -> str | None:
+    try:
+        return sha256_file(Path(name)) if "://" not in name else None
+    except OSError:
+        return None
 
 
 def _uv_config_digest() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,10 @@ from kiln.errors import DependencyError
 logger = logging.getLogger(__name__)
 
 _TIMEOUT = 3600.0
+# pip's chatter about where it looks: true on every run, so it crowds out the actual failure.
+_PIP_NOISE = re.compile(
+    r"^\s*(Looking in (indexes|links):|WARNING: Location '.*' is ignored|WARNING: Skipping page )"
+)
 
 
 def uv_binary() -> str:
@@ -60,6 +65,6 @@ def run(
 
 
 def tail(text: str, lines: int = 15) -> str:
-    """The last ``lines`` non-blank lines of a tool's output, credentials removed."""
-    kept = [line for line in text.splitlines() if line.strip()]
+    """The last ``lines`` non-blank lines of a tool's output, pip's index chatter and credentials removed."""
+    kept = [line for line in text.splitlines() if line.strip() and not _PIP_NOISE.match(line)]
     return redact("\n".join(kept[-lines:]))
