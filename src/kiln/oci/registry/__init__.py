@@ -23,6 +23,11 @@ The API the OCI writer uses::
         blob (skipped/mounted/uploaded/copied), ``bytes_uploaded`` how much was sent; ``progress``
         gets one ``detail`` line per blob.
 
+    push_index(index, "registry/repo:tag", referrers=...) -> PushReport
+        Every platform image as above (its manifest by digest only), then the index by digest and
+        tag; ``referrers`` (artifacts: SBOMs, provenance) after, with the referrers API or the
+        ``sha256-<hex>`` fallback tag (``referrers.py``). ``list_referrers`` reads them back.
+
 Underneath, one module per concern: ``reference`` (Docker's reference grammar), ``transport``
 (HTTP or HTTPS, CA bundle, proxies, ``KILN_INSECURE_REGISTRIES``), ``credentials`` (Docker's
 config file and credential helpers), ``auth`` (Basic and Bearer challenges, tokens per scope),
@@ -38,7 +43,8 @@ from kiln.oci.reference import Reference, parse_reference
 from kiln.oci.registry.client import Manifest, RegistryClient
 from kiln.oci.registry.credentials import Credentials, load_credentials
 from kiln.oci.registry.pull import RemoteBase, fetch_base, stream_layer
-from kiln.oci.registry.push import PushedBlob, PushReport, push_image
+from kiln.oci.registry.push import PushedBlob, PushReport, push_image, push_index
+from kiln.oci.registry.referrers import list_referrers, put_artifacts
 from kiln.oci.registry.transport import INSECURE_ENV
 
 __all__ = [
@@ -51,8 +57,11 @@ __all__ = [
     "RegistryClient",
     "RemoteBase",
     "fetch_base",
+    "list_referrers",
     "load_credentials",
     "parse_reference",
     "push_image",
+    "push_index",
+    "put_artifacts",
     "stream_layer",
 ]

@@ -1,4 +1,6 @@
-"""push_image: blobs first (skipped, mounted, copied or uploaded, in parallel), then the manifest."""
+"""push_image and push_index: blobs first (skipped, mounted, copied or uploaded, in parallel), then the
+manifests (each platform's by digest, then the index or the image by digest and by tag), then the
+artifacts that refer to them (``referrers.put_artifacts``)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,18 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from kiln.errors import RegistryError, UsageError
+from kiln.oci.index import ImageIndex
 from kiln.oci.reference import Reference, parse_reference
+from kiln.oci.referrers import Artifact
 from kiln.oci.registry.client import DEFAULT_CHUNK_SIZE, RegistryClient
+from kiln.oci.registry.referrers import put_artifacts
 from kiln.oci.types import Blob, Image
 from kiln.progress import Progress
 
@@ -45,6 +51,13 @@ class PushReport:
     digest: str
     blobs: tuple[PushedBlob, ...]
     seconds: float
+    manifests: tuple[str, ...] = ()
+    """Every manifest put, in order: each platform's, then the index (or the one image)."""
+    artifacts: tuple[str, ...] = ()
+    """The artifact manifests put that refer to them (SBOMs, provenance)."""
+    referrers_api: bool | None = None
+    """Whether the registry indexed the artifacts itself (None: none pushed); False: kiln updated the
+    ``sha256-<hex>`` fallback tags instead."""
 
     @property
     def bytes_uploaded(self) -> int:
@@ -62,27 +75,61 @@ def push_image(
     progress: Progress | None = None,
     jobs: int = 4,
     chunk_size: int | None = None,
+    referrers: Sequence[Artifact] = (),
 ) -> PushReport:
-    """Push ``image`` to ``reference`` (``registry/repo:tag``): blobs, then the manifest by digest and tag.
+    """Push ``image`` to ``reference`` (``registry/repo:tag``): blobs, then the manifest by digest and tag,
+    then ``referrers`` (artifacts whose subject is the image).
 
     Each blob is HEAD-checked first and skipped when present; a blob whose ``source`` is another
     repository of the same registry is mounted; otherwise its ``path`` is uploaded (a base
     layer from another registry is fetched from there first). ``jobs`` blobs go at once.
     """
+    top = (image.digest, image.manifest, image.manifest_descriptor.media_type)
+    return _push(reference, [image], top, referrers, progress=progress, jobs=jobs, chunk_size=chunk_size)
+
+
+def push_index(
+    index: ImageIndex,
+    reference: str | Reference,
+    *,
+    progress: Progress | None = None,
+    jobs: int = 4,
+    chunk_size: int | None = None,
+    referrers: Sequence[Artifact] = (),
+) -> PushReport:
+    """Push every image of ``index`` (blobs, then each manifest by digest), then the index by digest
+    and by tag, then ``referrers``: a multi-platform image under one tag."""
+    top = (index.digest, index.manifest, index.descriptor.media_type)
+    return _push(reference, index.images, top, referrers, progress=progress, jobs=jobs, chunk_size=chunk_size)
+
+
+def _push(
+    reference: str | Reference,
+    images: Sequence[Image],
+    top: tuple[str, bytes, str],
+    referrers: Sequence[Artifact],
+    *,
+    progress: Progress | None,
+    jobs: int,
+    chunk_size: int | None,
+) -> PushReport:
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    if ref.digest is not None and ref.digest != image.digest:
+    digest, data, media_type = top
+    if ref.digest is not None and ref.digest != digest:
         raise UsageError(
             f"cannot push to {ref}: it names digest {ref.digest}, "
-            f"but the image's manifest digest is {image.digest}",
+            f"but the image's manifest digest is {digest}",
             hint="push to a tag (REGISTRY/REPO:TAG), or leave the digest out",
         )
     if jobs < 1:
         raise UsageError(f"push jobs must be at least 1, got {jobs}")
-    if "sha256:" + hashlib.sha256(image.manifest).hexdigest() != image.digest:
-        raise ValueError(
-            f"Image.manifest_descriptor says {image.digest}, but the manifest bytes hash otherwise"
-        )
-    nowhere = next((blob for blob in image.blobs() if blob.path is None and not blob.source), None)
+    for manifest, expected in [*((i.manifest, i.digest) for i in images), (data, digest)]:
+        if "sha256:" + hashlib.sha256(manifest).hexdigest() != expected:
+            raise ValueError(f"manifest descriptor says {expected}, but the manifest bytes hash otherwise")
+    blobs = tuple(blob for image in images for blob in image.blobs()) + tuple(
+        blob for item in referrers for blob in item.blobs
+    )
+    nowhere = next((blob for blob in blobs if blob.path is None and not blob.source), None)
     if nowhere is not None:
         raise RegistryError(
             f"cannot push blob {nowhere.digest} to {ref.name}: it has no local file and no registry it "
@@ -91,15 +138,30 @@ def push_image(
             repository=ref.repository,
         )
     started = time.monotonic()
+    put: list[str] = []
     with RegistryClient(ref.registry, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE) as client:
-        pushed = _push_blobs(client, ref, image.blobs(), progress, jobs)
-        media_type = image.manifest_descriptor.media_type
+        pushed = _push_blobs(client, ref, blobs, progress, jobs)
+        for image in images:
+            if image.digest != digest:  # an index's platform images: by digest only
+                client.put_manifest(
+                    ref.repository, image.digest, image.manifest, image.manifest_descriptor.media_type
+                )
+                put.append(image.digest)
         # By digest first: the tag never names a manifest the registry does not hold whole.
-        client.put_manifest(ref.repository, image.digest, image.manifest, media_type)
+        client.put_manifest(ref.repository, digest, data, media_type)
         if ref.tag:
-            client.put_manifest(ref.repository, ref.tag, image.manifest, media_type)
-    report = PushReport(ref.with_digest(image.digest), image.digest, pushed, time.monotonic() - started)
-    return report
+            client.put_manifest(ref.repository, ref.tag, data, media_type)
+        put.append(digest)
+        api = put_artifacts(client, ref.repository, referrers) if referrers else None
+    return PushReport(
+        ref.with_digest(digest),
+        digest,
+        pushed,
+        time.monotonic() - started,
+        manifests=tuple(put),
+        artifacts=tuple(item.digest for item in referrers),
+        referrers_api=api,
+    )
 
 
 def _push_blobs(
