@@ -5,15 +5,28 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.runtime.running import Running, free_port, running
+from kiln import contract
+from tests.runtime.raw_clients import connect, head_with_header, read_answer, send_head
+from tests.runtime.running import (
+    Running,
+    free_port,
+    remove_dir,
+    running,
+    runtime_command,
+    runtime_env,
+    short_tmp_dir,
+)
 from tests.runtime.scoring import iris_expected, iris_request
 
 StartServe = Callable[..., Running]
@@ -118,3 +131,119 @@ def test_kiln_serve_missing_model_dir(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"Error: model path '{missing}' does not exist" in result.stderr
+
+
+# --- where it listens: loopback on a host, every interface in the image ------------------------
+
+
+def _listeners(port: int) -> set[str]:
+    """The addresses in LISTEN state on ``port``, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        path = Path("/proc/net") / table
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            local, state = line.split()[1], line.split()[3]
+            host_hex, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # TCP_LISTEN
+                raw = b"".join(bytes.fromhex(host_hex[i : i + 8])[::-1] for i in range(0, len(host_hex), 8))
+                found.add(socket.inet_ntop(family, raw))
+    return found
+
+
+def _outside_address() -> str | None:
+    """A non-loopback IPv4 address of this machine, or None when it has none."""
+    try:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return None
+    return next((a for a in out.split() if "." in a and not a.startswith("127.")), None)
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("nginx", [True, False], ids=["nginx", "no-nginx"])
+def test_kiln_serve_listens_on_loopback_only_by_default(
+    start_serve: StartServe, model_dir: Callable[[str], Path], nginx: bool
+) -> None:
+    run = start_serve(model_dir("sklearn_iris"), "--workers", "1", *([] if nginx else ["--no-nginx"]))
+    run.wait_ready()
+    assert _listeners(run.port) == {"127.0.0.1"}
+    assert f"on http://127.0.0.1:{run.port} (" in run.output()
+    outside = _outside_address()
+    if outside is not None:  # the machine's own network address is refused, loopback answers
+        assert not _reachable(outside, run.port)
+    assert run.get("/ping").status_code == 200
+
+
+def test_kiln_serve_host_widens_it(start_serve: StartServe, model_dir: Callable[[str], Path]) -> None:
+    run = start_serve(model_dir("sklearn_iris"), "--workers", "1", "--host", "0.0.0.0")
+    run.wait_ready()
+    assert _listeners(run.port) == {"0.0.0.0"}
+    outside = _outside_address()
+    if outside is not None:
+        assert httpx.get(f"http://{outside}:{run.port}/ping", timeout=10).status_code == 200
+
+
+def test_kiln_host_env_widens_it_and_the_option_wins(
+    start_serve: StartServe, model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """KILN_HOST sets it for `kiln serve`; --host wins over it (the image's default is contract.HOST)."""
+    port = free_port()
+    command = _kiln("serve", "-m", str(model_dir("sklearn_iris")), "--port", str(port), "--no-nginx")
+    env = _env(KILN_HOST="0.0.0.0", KILN_WORKERS="1")
+    with running([*command, "--host", "127.0.0.1"], env, port, tmp_path, tmp_path / "logs") as run:
+        run.wait_ready()
+        assert _listeners(port) == {"127.0.0.1"}
+    port = free_port()
+    command = _kiln("serve", "-m", str(model_dir("sklearn_iris")), "--port", str(port), "--no-nginx")
+    with running(command, env, port, tmp_path, tmp_path / "logs") as run:
+        run.wait_ready()
+        assert _listeners(port) == {"0.0.0.0"}
+
+
+def test_the_image_entrypoint_still_listens_on_every_interface(
+    model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """``python -m kiln.runtime`` (the image's entrypoint) keeps contract.HOST, nginx included."""
+    port, runtime_dir = free_port(), short_tmp_dir("kiln-rt-")
+    env = runtime_env(model_dir("sklearn_iris"), port, runtime_dir, {"KILN_WORKERS": "1"})
+    try:
+        with running(runtime_command(), env, port, runtime_dir, tmp_path / "logs") as run:
+            run.wait_ready()
+            assert run.nginx_master() is not None
+            assert _listeners(port) == {contract.HOST}
+    finally:
+        remove_dir(runtime_dir)
+
+
+# --- client limits from the command line -------------------------------------------------------
+
+
+@pytest.mark.parametrize("nginx", [True, False], ids=["nginx", "no-nginx"])
+def test_kiln_serve_client_limits(
+    start_serve: StartServe, model_dir: Callable[[str], Path], nginx: bool
+) -> None:
+    """--max-header-size and --client-timeout reach nginx, and the workers when they face clients."""
+    limits = ["--max-header-size", "12k", "--client-timeout", "1.5"]
+    run = start_serve(
+        model_dir("sklearn_iris"), "--workers", "1", *limits, *([] if nginx else ["--no-nginx"])
+    )
+    run.wait_ready()
+    answer = send_head(run.port, head_with_header(14 * 1024))
+    assert answer.status == 431, answer
+    assert b'"error_code":"REQUEST_LIMIT_EXCEEDED"' in answer.body
+    assert send_head(run.port, head_with_header(6 * 1024)).status == 200  # under 8k a line, 12k in all
+    # A head that never ends is cut after 1.5 s (not the default 10 s).
+    with connect(run.port) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: kiln\r\n")
+        started = time.monotonic()
+        answer = read_answer(sock, timeout=8)
+        waited = time.monotonic() - started
+    assert answer.status in (0, 408), answer  # nginx closes silently, the workers answer 408 JSON
+    assert 1.0 <= waited < 5, waited

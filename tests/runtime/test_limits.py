@@ -95,14 +95,40 @@ def test_oversized_header_gets_json_431(served: Running, model_dir: Callable[[st
     _assert_still_serves(served, model_dir("sklearn_iris"))
 
 
-def test_header_limits_are_the_same_with_and_without_nginx() -> None:
+@pytest.mark.parametrize(
+    ("settings", "directives"),
+    [
+        (RuntimeSettings(), ["large_client_header_buffers 4 8k;", "client_header_timeout 10s;"]),
+        (
+            RuntimeSettings(max_header_size=12 * 1024, client_timeout=1.5),
+            [
+                "large_client_header_buffers 2 8k;",
+                "client_header_timeout 1500ms;",
+                "client_body_timeout 1500ms;",
+            ],
+        ),
+        (RuntimeSettings(max_header_size=2048), ["large_client_header_buffers 1 2k;"]),
+    ],
+    ids=["default", "12k-1.5s", "2k"],
+)
+def test_header_limits_are_the_same_with_and_without_nginx(
+    settings: RuntimeSettings, directives: list[str]
+) -> None:
     conf = render_nginx_conf(
-        nginx_config(RuntimeSettings(), RuntimeLayout(Path("/tmp/kiln")), workers=1, cpus=1, open_files=1024)
+        nginx_config(settings, RuntimeLayout(Path("/tmp/kiln")), workers=1, cpus=1, open_files=1024)
     )
-    assert "large_client_header_buffers 4 8k;" in conf  # 4 x 8 KiB = the workers' own limit
-    assert client_limits.MAX_HEADER_BYTES == 4 * 8 * 1024
-    assert f"client_header_timeout {client_limits.HEADER_TIMEOUT}s;" in conf
-    assert f"client_body_timeout {client_limits.BODY_TIMEOUT}s;" in conf
+    for directive in directives:  # nginx: whole 8 KiB buffers (one per line) covering the workers' limit
+        assert directive in conf
+    protocol = client_limits.limited(
+        "httptools", max_header_size=settings.max_header_size, client_timeout=settings.client_timeout
+    )
+    assert (protocol.max_header_size, protocol.client_timeout) == (
+        settings.max_header_size,
+        settings.client_timeout,
+    )
+    assert protocol.__name__ == "LimitedHttpToolsProtocol"
+    assert client_limits.MAX_HEADER_BYTES == 4 * 8 * 1024 == RuntimeSettings().max_header_size
+    assert client_limits.HEADER_TIMEOUT == client_limits.BODY_TIMEOUT == RuntimeSettings().client_timeout
 
 
 @pytest.mark.slow
