@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kiln.errors import BuildError
+from kiln.image.facts import PYTHON_MINORS
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +18,7 @@ PROBE_SCRIPT = r"""
 for c in python3 python; do
   p=$(command -v "$c" 2>/dev/null) && { echo "python=$p"; break; }
 done
-for v in 3.8 3.9 3.10 3.11 3.12 3.13 3.14; do
+for v in @MINORS@; do
   p=$(command -v "python$v" 2>/dev/null) && echo "python$v=$p"
 done
 for t in nginx apt-get; do echo "$t=$(command -v "$t" 2>/dev/null)"; done
@@ -33,7 +34,7 @@ except Exception:
     pass
 '
 exit 0
-"""
+""".replace("@MINORS@", " ".join(PYTHON_MINORS))
 """A POSIX sh script printing ``key=value`` lines; run with ``--entrypoint /bin/sh``."""
 
 

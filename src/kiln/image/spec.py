@@ -10,6 +10,7 @@ from typing import Literal
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
+from kiln.image import facts
 from kiln.image.base import PythonPlan, describe_mismatch
 from kiln.image.probe import BaseImageInfo
 from kiln.image.secrets import scrub_lock
@@ -59,7 +60,8 @@ class ImageOptions:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """A frozen description of one image: stages, layers and config. Rendered by ``render_dockerfile``."""
+    """A frozen description of one image: stages, layers and config. Rendered by ``render_dockerfile``
+    (Docker backend) and by ``kiln.image.layers`` (OCI backend); constant facts are in ``facts``."""
 
     base_image: str
     env_manager: contract.EnvManager
@@ -82,6 +84,9 @@ class ImageSpec:
     environment: tuple[tuple[str, str], ...]
     site_packages: str
     """Where the environment's packages live in the image (for the kiln stage's ``--target``)."""
+    entrypoint: tuple[str, ...]
+    """The image's ENTRYPOINT (exec form): ``python -m kiln.runtime`` by the image's interpreter."""
+    healthcheck: facts.Healthcheck
     uid: int = contract.UID
     gid: int = contract.GID
     kiln_version: str = __version__
@@ -163,6 +168,8 @@ def build_image_spec(
         labels=_labels(model, env, base, plan, options),
         environment=_environment(env.env_manager, options.install_java, model is None),
         site_packages=site,
+        entrypoint=facts.entrypoint(python),
+        healthcheck=facts.healthcheck(python),
         notes=env.notes,
     )
 
@@ -209,7 +216,7 @@ def _environment(env_manager: str, java: bool, agnostic: bool) -> tuple[tuple[st
         env.append(("VIRTUAL_ENV", contract.VENV_DIR))
     elif env_manager == "conda":
         env.append(("PATH", f"{contract.CONDA_ENV_DIR}/bin:$PATH"))
-    env += [("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1"), ("HOME", "/tmp")]
+    env += [("PYTHONUNBUFFERED", "1"), ("PYTHONDONTWRITEBYTECODE", "1"), ("HOME", facts.USER_HOME)]
     if java:
         env.append(("JAVA_HOME", "/usr/lib/jvm/default-java"))
     if agnostic:

@@ -1,4 +1,4 @@
-"""render_dockerfile(spec) -> str: named sections over the Jinja2 templates in image/templates/."""
+"""render_dockerfile(spec) -> str: named sections over the Jinja2 templates in dockerfile/templates/."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 
 from kiln import contract
+from kiln.image import facts
 from kiln.image.spec import BUILD_DIR, BUNDLED_PYTHON_DIR, ImageSpec
 
 KILN_STAGE = f"{contract.KILN_HOME}/kiln-stage"
@@ -66,24 +67,12 @@ def env_stage(spec: ImageSpec) -> str:
     )
 
 
-PRUNED_DIR = "tests"
-PRUNED_UNDER = "/site-packages/"
-"""The prune rule: a directory named ``tests`` anywhere below a ``site-packages`` directory
-(``find -name tests -path '*/site-packages/*'``); ``is_pruned`` says the same for the OCI backend."""
-
-
-def is_pruned(path: str) -> bool:
-    """True for a directory (absolute image path) the env stage drops with the packages' tests."""
-    return path.rsplit("/", 1)[-1] == PRUNED_DIR and PRUNED_UNDER in path
-
-
 def _prune_tests(spec: ImageSpec) -> str:
     """A continuation of the env stage's RUN that drops the packages' own test suites."""
     if not spec.prune_package_tests:
         return ""
     root = spec.prefix or LOCAL_STAGE
-    rule = f"-name {PRUNED_DIR} -path '*{PRUNED_UNDER}*'"
-    return f" \\\n && find {root} -type d {rule} -prune -exec rm -rf {{}} +"
+    return f" \\\n && find {root} {facts.PRUNE_FIND} -prune -exec rm -rf {{}} +"
 
 
 def kiln_stage(spec: ImageSpec) -> str:
@@ -115,17 +104,13 @@ def kiln(spec: ImageSpec) -> str:
 
 
 def user(spec: ImageSpec) -> str:
-    return _render("user.j2", spec)
+    # The uid is a build argument (``--build-arg KILN_UID=...``), expanded by the shell.
+    return _render("user.j2", spec, passwd_line=facts.passwd_line("${KILN_UID}", spec.gid))
 
 
 def config(spec: ImageSpec) -> str:
     """ENV, EXPOSE, STOPSIGNAL, HEALTHCHECK, USER and ENTRYPOINT: no layers, before the model."""
-    return _render(
-        "config.j2",
-        spec,
-        healthcheck=[spec.python, "-m", f"{contract.RUNTIME_MODULE}.healthcheck"],
-        entrypoint=[spec.python, "-m", contract.RUNTIME_MODULE],
-    )
+    return _render("config.j2", spec)
 
 
 def model(spec: ImageSpec) -> str:
@@ -226,9 +211,9 @@ def _render(template: str, spec: ImageSpec, **extra: Any) -> str:
         "pip": pip,
         "pip_flags": PIP_FLAGS,
         "uv_flags": UV_FLAGS_BUILDKIT if spec.buildkit else UV_FLAGS,
-        "port": contract.PORT,
-        "stop_signal": contract.STOP_SIGNAL,
-        "user_name": contract.USER_NAME,
+        "workdir": facts.WORKDIR,
+        "port": facts.EXPOSED_PORT,
+        "stop_signal": facts.STOP_SIGNAL,
     }
     values.update(extra)
     return _environment().get_template(template).render(values)

@@ -62,7 +62,7 @@ class MadeLayer:
 
 def code_digest() -> str:
     """sha256 of the source of the modules that decide a layer's bytes (kiln's OCI writer and
-    installers, the Dockerfile's pruning rule, the lock scrubber): a change to them is a new layer."""
+    installers, the image facts with the pruning rule, the lock scrubber): a change to them is a new layer."""
     return _code_digest()
 
 
@@ -70,7 +70,7 @@ def code_digest() -> str:
 def _code_digest() -> str:
     image = Path(__file__).resolve().parent.parent  # src/kiln/image
     files = sorted((image / "layers").glob("*.py")) + sorted((image.parent / "oci").glob("*.py"))
-    files += [image / "dockerfile" / "render.py", image / "secrets.py"]
+    files += [image / "facts.py", image / "secrets.py"]
     digest = hashlib.sha256(__version__.encode())
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -3,7 +3,8 @@
 ``image_config`` gives what ``docker build`` gives for the Dockerfile that
 ``kiln.image.dockerfile.render`` renders from the same ImageSpec: the same ENTRYPOINT (and no
 CMD inherited from the base, as Docker resets it), ENV with ``$PATH`` expanded against
-the base's PATH, USER, WORKDIR, EXPOSE, STOPSIGNAL, HEALTHCHECK and LABELs. It depends
+the base's PATH, USER, WORKDIR, EXPOSE, STOPSIGNAL, HEALTHCHECK and LABELs, each read from
+the spec or ``kiln.image.facts``, never re-stated here. It depends
 on nothing but its arguments: no clock (``created`` is SOURCE_DATE_EPOCH), no tag, no
 host path, so the same inputs give the same bytes and the same image ID.
 """
@@ -16,16 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from kiln import contract
+from kiln.image import facts
+from kiln.image.facts import Healthcheck
 from kiln.image.spec import ImageSpec
 from kiln.oci.types import ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME
 from kiln.version import __version__
-
-HEALTHCHECK_INTERVAL = 10
-HEALTHCHECK_TIMEOUT = 5
-HEALTHCHECK_START_PERIOD = 60
-HEALTHCHECK_RETRIES = 3
-"""As ``image/templates/config.j2`` says (seconds); a test keeps the two equal."""
 
 _NANOSECONDS = 1_000_000_000
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -82,13 +78,14 @@ def labels(
     return merged
 
 
-def healthcheck(python: str) -> dict[str, Any]:
+def healthcheck(check: Healthcheck) -> dict[str, Any]:
+    """The config's ``Healthcheck``: Docker's schema, durations in nanoseconds."""
     return {
-        "Test": ["CMD", python, "-m", f"{contract.RUNTIME_MODULE}.healthcheck"],
-        "Interval": HEALTHCHECK_INTERVAL * _NANOSECONDS,
-        "Timeout": HEALTHCHECK_TIMEOUT * _NANOSECONDS,
-        "StartPeriod": HEALTHCHECK_START_PERIOD * _NANOSECONDS,
-        "Retries": HEALTHCHECK_RETRIES,
+        "Test": ["CMD", *check.command],
+        "Interval": check.interval * _NANOSECONDS,
+        "Timeout": check.timeout * _NANOSECONDS,
+        "StartPeriod": check.start_period * _NANOSECONDS,
+        "Retries": check.retries,
     }
 
 
@@ -109,12 +106,12 @@ def image_config(
     runtime = {key: value for key, value in base_runtime.items() if key not in _DROPPED}
     runtime.update(
         Env=merge_env(base_runtime.get("Env") or [], spec.environment),
-        Entrypoint=[spec.python, "-m", contract.RUNTIME_MODULE],
-        WorkingDir=contract.KILN_HOME,
+        Entrypoint=list(spec.entrypoint),
+        WorkingDir=facts.WORKDIR,
         User=f"{spec.uid}:{spec.gid}",
-        ExposedPorts={**(base_runtime.get("ExposedPorts") or {}), f"{contract.PORT}/tcp": {}},
-        StopSignal=contract.STOP_SIGNAL,
-        Healthcheck=healthcheck(spec.python),
+        ExposedPorts={**(base_runtime.get("ExposedPorts") or {}), f"{facts.EXPOSED_PORT}/tcp": {}},
+        StopSignal=facts.STOP_SIGNAL,
+        Healthcheck=healthcheck(spec.healthcheck),
         Labels=labels(base_runtime.get("Labels"), spec, base_name=base_name, base_digest=base_digest),
     )
     rootfs = base.get("rootfs") or {}

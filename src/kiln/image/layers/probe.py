@@ -14,11 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kiln.image.facts import PYTHON_MINORS
 from kiln.image.probe import BaseImageInfo
 from kiln.oci.basefs import LayerFiles, realpath
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_MINORS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 _VERSIONED = re.compile(r"python(\d+\.\d+)$")
 _LIBC_FILE = re.compile(r"^libc-(\d+\.\d+)\.so$")
 _DEBIAN_VERSION = re.compile(r"^(?:\d+:)?(\d+(?:\.\d+)+)")
@@ -32,7 +32,7 @@ def probe_files(
     path = env.get("PATH") or DEFAULT_PATH
     packages = dpkg_versions(files.read("/var/lib/dpkg/status") or b"")
     python = which(files, path, "python3") or which(files, path, "python")
-    pythons = {minor: found for minor in _MINORS if (found := which(files, path, f"python{minor}"))}
+    pythons = {minor: found for minor in PYTHON_MINORS if (found := which(files, path, f"python{minor}"))}
     version = _python_version(files, python, env, packages) if python else None
     return BaseImageInfo(
         image=image,

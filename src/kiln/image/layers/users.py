@@ -1,7 +1,7 @@
 """The runtime user's /etc/passwd line, written like the Dockerfile's user step (templates/user.j2).
 
-That step appends ``kiln:x:<uid>:<gid>:kiln model server:/tmp:/usr/sbin/nologin`` to the
-base's /etc/passwd unless a line already has that uid; so does ``add_runtime_user``.
+That step appends ``kiln.image.facts.passwd_line`` to the base's /etc/passwd unless a line
+already has that uid; so does ``add_runtime_user``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from kiln import contract
+from kiln.image import facts
 from kiln.oci.types import BaseFiles
 
 PASSWD = "/etc/passwd"
 
 
 def passwd_line(uid: int = contract.UID, gid: int = contract.GID) -> str:
-    """The line the image's user gets (its home is /tmp, the only place the runtime writes)."""
-    return f"{contract.USER_NAME}:x:{uid}:{gid}:kiln model server:/tmp:/usr/sbin/nologin\n"
+    """The line the image's user gets, newline-terminated as it goes into the file."""
+    return facts.passwd_line(uid, gid) + "\n"
 
 
 def add_runtime_user(

@@ -24,7 +24,7 @@ from pathlib import Path
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
-from kiln.image.dockerfile.render import is_pruned
+from kiln.image.facts import is_pruned
 from kiln.image.layers.pyinstall import (
     Installed,
     Scheme,
@@ -203,7 +203,7 @@ def _quoting(template: str, *, powershell: bool) -> Callable[[str], str]:
 
 
 def prune_tests(root: Path, site_packages: str) -> None:
-    """Remove ``tests`` directories below site-packages by the Dockerfile's rule (``is_pruned``)."""
+    """Remove ``tests`` directories below site-packages by the Dockerfile's rule (``facts.is_pruned``)."""
     top = _host(root, site_packages)
     for current, dirnames, _filenames in os.walk(top):
         for name in list(dirnames):
