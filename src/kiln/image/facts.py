@@ -43,6 +43,12 @@ def healthcheck(python: str) -> Healthcheck:
     return Healthcheck((python, "-m", f"{contract.RUNTIME_MODULE}.healthcheck"))
 
 
+def venv_command(python: str) -> str:
+    """How the virtualenv env manager makes the venv with the image's ``python``; its pyvenv.cfg
+    records this command (Python 3.11 and later), so the OCI backend writes the same."""
+    return f"{python} -m venv --without-pip {contract.VENV_DIR}"
+
+
 # --- the runtime user ------------------------------------------------------------------
 USER_HOME = "/tmp"
 """The runtime user's home and $HOME: the only place the runtime writes."""

@@ -98,6 +98,12 @@ class ImageSpec:
         return self.files.python is not None
 
     @property
+    def keeps_installer(self) -> bool:
+        """A model-agnostic image keeps the installer wheel (at ``contract.INSTALLER_DIR``) for the
+        opt-in install of a mounted model's missing packages at start."""
+        return self.model_agnostic and self.files.installer is not None
+
+    @property
     def prefix(self) -> str | None:
         """The environment's prefix in the image (venv or conda env); None for local."""
         if self.env_manager in ("virtualenv", "uv"):

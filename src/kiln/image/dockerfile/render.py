@@ -184,6 +184,7 @@ def _environment() -> jinja2.Environment:
     env.filters["build_path"] = _build_path
     env.filters["label_pairs"] = _label_pairs
     env.filters["env_pairs"] = _env_pairs
+    env.filters["venv_command"] = facts.venv_command
     env.filters["tojson"] = lambda value: json.dumps(value)
     return env
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
-from kiln.image.facts import is_pruned
+from kiln.image.facts import is_pruned, venv_command
 from kiln.image.layers.pyinstall import (
     Installed,
     Scheme,
@@ -108,7 +108,7 @@ def install_kiln(
     installed = install_wheels(dest, [kiln_wheel], scheme, requested=True)
     if compile:
         _bytecode(dest, installed, spec.python_version)
-    if spec.model_agnostic and spec.files.installer and installer_wheel is not None:
+    if spec.keeps_installer and installer_wheel is not None:
         target = _host(dest, contract.INSTALLER_DIR) / installer_wheel.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(installer_wheel, target)
@@ -153,7 +153,7 @@ def write_venv(dest: Path, *, python: str, version: str, files: BaseFiles) -> No
         raise BuildError(f"the base image has no interpreter at {python} (it was probed there)")
     lines = [f"home = {home}", "include-system-site-packages = false", f"version = {version}"]
     if numbers >= (3, 11):
-        lines += [f"executable = {real}", f"command = {python} -m venv --without-pip {venv}"]
+        lines += [f"executable = {real}", f"command = {venv_command(python)}"]
     (root / "pyvenv.cfg").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (bin_dir / exe).symlink_to(python)
     for name in ("python", "python3", f"python{minor}"):
