@@ -146,3 +146,16 @@ def test_an_error_quoting_a_huge_input_is_cut(kiln_url: Callable[..., str]) -> N
     assert payload["error_code"] == "INVALID_PARAMETER_VALUE"
     assert len(payload["message"]) < 4200
     assert payload["message"].endswith("more characters cut)")
+
+
+def test_error_classes_are_mlflows() -> None:
+    """Every code gets the error_class and sqlstate MLflow 3's MlflowException derives for it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ErrorCode
+
+    from kiln.server.errors import ERROR_CLASSES
+
+    for code in [value.name for value in ErrorCode.DESCRIPTOR.values]:
+        theirs = MlflowException("x", error_code=ErrorCode.Value(code))
+        expected = (theirs.error_class, theirs.sqlstate) if theirs.error_class is not None else None
+        assert ERROR_CLASSES.get(code) == expected, code

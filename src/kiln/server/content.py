@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from kiln.server import wording
 from kiln.server.errors import BAD_REQUEST, ScoringFailure
 
 CONTENT_TYPE_JSON = "application/json"
@@ -19,7 +20,7 @@ _KINDS: dict[str, MediaKind] = {
 }
 ACCEPTED = (CONTENT_TYPE_JSON, CONTENT_TYPE_CSV, CONTENT_TYPE_PARQUET)
 _ACCEPTED_TEXT = (
-    f"expected one of {', '.join(ACCEPTED)}, optionally with the parameter charset=utf-8 "
+    f"Expected one of {', '.join(ACCEPTED)}, optionally with the parameter charset=utf-8 "
     "(e.g. 'application/json; charset=utf-8')"
 )
 
@@ -28,30 +29,30 @@ def media_kind(content_type: str | None) -> MediaKind:
     """Which parser a Content-Type header selects; ScoringFailure 415 for anything else.
 
     The media type and the ``charset`` parameter are case-insensitive (MLflow compares
-    them case-sensitively); ``charset=utf-8`` is the only parameter allowed.
+    them case-sensitively); ``charset=utf-8`` is the only parameter allowed. Messages
+    begin with MLflow's words for the same refusal.
     """
     if content_type is None or not content_type.strip():
-        raise _unsupported(f"the request has no Content-Type header; {_ACCEPTED_TEXT}")
+        raise _unsupported(f"The request has no Content-Type header. {_ACCEPTED_TEXT}")
     mime, *parameters = (part.strip() for part in content_type.split(";"))
     kind = _KINDS.get(mime.lower())
     if kind is None:
-        raise _unsupported(f"unsupported Content-Type {content_type!r}; {_ACCEPTED_TEXT}")
+        raise _unsupported(f"{wording.UNSUPPORTED_CONTENT_TYPE} Got '{content_type}'. {_ACCEPTED_TEXT}")
+    unknown = []
     for parameter in parameters:
         if not parameter:
             continue
         name, _, value = parameter.partition("=")
-        name = name.strip().lower()
         value = value.strip().strip('"').lower()
-        if name != "charset":
+        if name.strip().lower() != "charset":
+            unknown.append(name.strip())
+        elif value not in ("utf-8", "utf8"):
             raise _unsupported(
-                f"unsupported Content-Type parameter {parameter!r} in {content_type!r}; "
-                "the only parameter allowed is charset=utf-8"
+                f"{wording.ONLY_UTF8}: unsupported charset {value!r} in Content-Type {content_type!r}; "
+                "send charset=utf-8 or no charset"
             )
-        if value not in ("utf-8", "utf8"):
-            raise _unsupported(
-                f"unsupported charset {value!r} in Content-Type {content_type!r}; "
-                "the scoring server only accepts UTF-8 (charset=utf-8)"
-            )
+    if unknown:
+        raise _unsupported(wording.unknown_content_parameters(unknown, content_type))
     return kind
 
 

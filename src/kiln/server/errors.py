@@ -18,6 +18,11 @@ client that maps them keeps working):
 504    ``DEADLINE_EXCEEDED``        parse + predict did not finish within ``request_timeout``
 =====  ===========================  ==================================================
 
+Every body also carries the ``error_class`` and ``sqlstate`` that MLflow 3 gives an
+``MlflowException`` with the same code (``ERROR_CLASSES``; none for the codes MLflow
+leaves unclassified), or the ones the MLflow exception itself carried (e.g. schema
+enforcement: ``SCHEMA_ENFORCEMENT_FAILED``, ``KAM01``).
+
 Stack traces go to the log; they are added to the body (``stack_trace``) only when
 the operator sets ``KILN_EXPOSE_TRACEBACKS=true``.
 """
@@ -33,6 +38,7 @@ import orjson
 from starlette.responses import Response
 
 from kiln.errors import ScoringError
+from kiln.server import wording
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,25 @@ DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 TEMPORARILY_UNAVAILABLE = "TEMPORARILY_UNAVAILABLE"
 
 JSON_MEDIA_TYPE = "application/json"
+
+ERROR_CLASSES: dict[str, tuple[str, str]] = {
+    "BAD_REQUEST": ("INVALID_PARAMETER_VALUE", "KAM00"),
+    "CUSTOMER_UNAUTHORIZED": ("PERMISSION_DENIED", "KAM00"),
+    "ENDPOINT_NOT_FOUND": ("RESOURCE_NOT_FOUND", "KAM00"),
+    "FEATURE_DISABLED": ("FEATURE_DISABLED", "KAM00"),
+    "INTERNAL_ERROR": ("CLIENT_INTERNAL_ERROR", "XXM00"),
+    "INVALID_PARAMETER_VALUE": ("INVALID_PARAMETER_VALUE", "KAM00"),
+    "INVALID_STATE": ("CLIENT_INTERNAL_ERROR", "XXM00"),
+    "NOT_FOUND": ("RESOURCE_NOT_FOUND", "KAM00"),
+    "PERMISSION_DENIED": ("PERMISSION_DENIED", "KAM00"),
+    "RESOURCE_ALREADY_EXISTS": ("RESOURCE_ALREADY_EXISTS", "KAM00"),
+    "RESOURCE_DOES_NOT_EXIST": ("RESOURCE_NOT_FOUND", "KAM00"),
+    "TEMPORARILY_UNAVAILABLE": ("CLIENT_INTERNAL_ERROR", "XXM00"),
+}
+"""error_code -> (error_class, sqlstate): what ``MlflowException(message, error_code)`` derives
+in MLflow 3.17 (``mlflow.error_classification``, the client-side tables). Copied rather than
+imported: the model's environment may hold an MLflow without that module, and the answers
+should not depend on it."""
 
 
 class ScoringFailure(ScoringError):
@@ -74,6 +99,10 @@ def error_body(error_code: str, message: str, *, stack_trace: str | None = None,
         cut = len(message) - MAX_MESSAGE_CHARS
         message = f"{message[:MAX_MESSAGE_CHARS]}... ({cut} more characters cut)"
     body: dict[str, Any] = {"error_code": error_code, "message": message}
+    classified = ERROR_CLASSES.get(error_code)
+    if classified is not None:
+        body["sqlstate"] = classified[1]
+        body["error_class"] = classified[0]
     body.update(extra)
     if stack_trace is not None:
         body["stack_trace"] = stack_trace
@@ -108,11 +137,7 @@ def from_exception(exc: BaseException, *, expose_tracebacks: bool) -> tuple[int,
             status, code, message, extra = mlflow_fields
         else:
             status, code, extra = 400, BAD_REQUEST, {}
-            message = (
-                "Encountered an unexpected error while evaluating the model. Verify that the "
-                "serialized input Dataframe is compatible with the model for inference. "
-                f"Error: {type(exc).__name__}: {exc}"
-            )
+            message = f"{wording.PREDICT_FAILED} Error: {type(exc).__name__}: {exc}"
     if trace:
         logger.warning("request failed with %d %s: %s\n%s", status, code, message, trace)
     body = error_body(code, message, stack_trace=trace if expose_tracebacks else None, **extra)

@@ -12,6 +12,7 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kiln.server import wording
 from kiln.server.content import media_kind
 from kiln.server.errors import (
     DEADLINE_EXCEEDED,
@@ -81,7 +82,7 @@ class Invocations:
         try:
             return await lane.run(functools.partial(state.score, body, kind), deadline=deadline)
         except PredictTimeout as exc:
-            return 504, error_body(DEADLINE_EXCEEDED, str(exc))
+            return 504, error_body(DEADLINE_EXCEEDED, f"{wording.TIMEOUT}: {exc}")
         finally:
             self.queue.leave()
 

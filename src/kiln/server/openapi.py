@@ -78,7 +78,11 @@ def _info(info: ModelInfo, signature: Signature, version: str, type_hints: bool)
         lines.append(f"Params: {_describe_specs(signature.params)}.")
     if type_hints:
         lines.append('The signature comes from the model\'s type hints: send `{"inputs": ...}`.')
-    lines += ["", 'Every error answer is JSON: `{"error_code": ..., "message": ...}`.']
+    lines += [
+        "",
+        'Every error answer is JSON: `{"error_code": ..., "message": ..., "error_class": ..., '
+        '"sqlstate": ...}`, as MLflow 3 answers.',
+    ]
     return {"title": "MLflow model scoring server", "version": version, "description": "\n".join(lines)}
 
 
@@ -168,7 +172,22 @@ def _error_schema() -> dict[str, Any]:
                 "REQUEST_LIMIT_EXCEEDED, ENDPOINT_NOT_FOUND, TEMPORARILY_UNAVAILABLE, "
                 "DEADLINE_EXCEEDED, INTERNAL_ERROR, or one an MLflow exception carries",
             },
-            "message": {"type": "string"},
+            "message": {
+                "type": "string",
+                "description": "Begins with MLflow's own wording for the same error; kiln's detail follows",
+            },
+            "error_class": {
+                "type": "string",
+                "description": "MLflow 3's error class: the one MLflow derives from error_code "
+                "(e.g. INVALID_PARAMETER_VALUE for BAD_REQUEST), or SCHEMA_ENFORCEMENT_FAILED when "
+                "the input does not fit the signature; absent for codes MLflow leaves unclassified "
+                "(REQUEST_LIMIT_EXCEEDED, DEADLINE_EXCEEDED)",
+            },
+            "sqlstate": {
+                "type": "string",
+                "description": "MLflow 3's SQLSTATE for error_class: KAM00 (invalid input), KAM01 "
+                "(schema enforcement), XXM00 (internal); absent with error_class",
+            },
             "stack_trace": {"type": "string", "description": "Only with KILN_EXPOSE_TRACEBACKS=true"},
         },
     }

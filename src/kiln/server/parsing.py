@@ -18,23 +18,15 @@ from typing import Any
 
 import orjson
 
+from kiln.server import wording
 from kiln.server.content import MediaKind
 from kiln.server.errors import BAD_REQUEST, INVALID_PARAMETER_VALUE, ScoringFailure, failure_from_mlflow
 from kiln.server.fastframe import FastFrame
 
-DF_SPLIT = "dataframe_split"
-DF_RECORDS = "dataframe_records"
-INSTANCES = "instances"
-INPUTS = "inputs"
-FORMATS = (DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS)
+DF_SPLIT, DF_RECORDS, INSTANCES, INPUTS = wording.FORMATS
+FORMATS = wording.FORMATS
 PARAMS_KEY = "params"
-LLM_KEYS = ("messages", "prompt", "input")
-
-_REQUIRED_FORMAT = (
-    "The input must be a JSON object with exactly one of the input fields "
-    f"{', '.join(FORMATS)} (and optionally '{PARAMS_KEY}'), or an LLM-style object with one of "
-    f"{', '.join(LLM_KEYS)}"
-)
+LLM_KEYS = wording.LLM_KEYS
 
 
 @dataclass(frozen=True)
@@ -110,19 +102,13 @@ def decode_json(body: bytes) -> Any:
             error_code=BAD_REQUEST,
         ) from None
     except ValueError as exc:  # invalid JSON or UTF-8; an integer longer than Python converts
-        shown = body[:200].decode("utf-8", "replace")
-        raise ScoringFailure(
-            f"Invalid input. Ensure that input is a valid JSON formatted string. Error: '{exc!r}'. "
-            f"Input (first 200 bytes): {shown!r}",
-            error_code=BAD_REQUEST,
-        ) from exc
+        raise ScoringFailure(wording.invalid_json(exc, body), error_code=BAD_REQUEST) from exc
 
 
 def parse_json(body: bytes, contract: InputContract) -> ParsedRequest:
     obj = decode_json(body)
     if not isinstance(obj, dict):
-        kind = "a list" if isinstance(obj, list) else f"a JSON {type(obj).__name__}"
-        raise ScoringFailure(f"Invalid input. {_REQUIRED_FORMAT}. Received {kind}.")
+        raise ScoringFailure(wording.not_an_object(obj))
     if any(key in obj for key in LLM_KEYS):
         llm_data = {k: v for k, v in obj.items() if k not in contract.param_names}
         llm_params = {k: v for k, v in obj.items() if k in contract.param_names}
@@ -134,14 +120,13 @@ def parse_json(body: bytes, contract: InputContract) -> ParsedRequest:
         if INPUTS not in obj:
             raise ScoringFailure(
                 "Request payload must be a dictionary with 'inputs' key when the model contains a "
-                f"valid type hint. Found keys in payload: {found}.",
+                f"valid type hint. Found keys in payload: dict_keys({found}). "
+                "Send the model's input as the value of 'inputs'.",
                 error_code=INVALID_PARAMETER_VALUE,
             )
         return ParsedRequest(obj[INPUTS], params)
     if len(found) != 1:
-        raise ScoringFailure(
-            f"Invalid input. {_REQUIRED_FORMAT}. Received an object with the keys {list(obj)}."
-        )
+        raise ScoringFailure(wording.not_one_format(list(obj), found))
     key = found[0]
     value = obj[key]
     fast = contract.fast_frame
@@ -171,9 +156,7 @@ def parse_csv(body: bytes, schema: Any) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ScoringFailure(
-            f"Invalid input. Ensure that input is a valid UTF-8 encoded string. Error: '{exc!r}'"
-        ) from exc
+        raise ScoringFailure(f"{wording.INVALID_UTF8} Error: '{exc!r}'") from exc
     try:
         if schema is None:
             return pd.read_csv(io.StringIO(text))
@@ -181,8 +164,7 @@ def parse_csv(body: bytes, schema: Any) -> Any:
         return pd.read_csv(io.StringIO(text), dtype=dtypes)
     except Exception as exc:
         raise ScoringFailure(
-            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV with a "
-            f"header row, as written by pandas.DataFrame.to_csv(). Error: '{exc}'"
+            f"{wording.BAD_CSV} Error: '{exc}'. The first row must name the columns."
         ) from exc
 
 
@@ -198,10 +180,7 @@ def parse_parquet(body: bytes) -> Any:
     try:
         return pd.read_parquet(io.BytesIO(body))
     except Exception as exc:
-        raise ScoringFailure(
-            "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid parquet "
-            f"file, as written by pandas.DataFrame.to_parquet(). Error: '{exc}'"
-        ) from exc
+        raise ScoringFailure(f"{wording.BAD_PARQUET} Error: '{exc}'") from exc
 
 
 _ENGINE: list[bool] = []

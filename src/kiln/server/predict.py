@@ -18,6 +18,7 @@ import logging
 import traceback
 from typing import Any
 
+from kiln.server import wording
 from kiln.server.errors import BAD_REQUEST, ScoringFailure, failure_from_mlflow
 from kiln.server.fastpath import FastPath
 from kiln.server.parsing import InputContract
@@ -62,8 +63,7 @@ def _failure(exc: Exception, data: Any) -> ScoringFailure:
         # An MlflowException: schema enforcement, params, or one the model raised on purpose.
         return failure_from_mlflow(exc, prefix=f"Failed to predict data '{_shorten(data)}'. \nError: ")
     return ScoringFailure(
-        "Encountered an unexpected error while evaluating the model. Verify that the serialized "
-        f"input Dataframe is compatible with the model for inference. Error: {type(exc).__name__}: {exc}",
+        f"{wording.PREDICT_FAILED} Error: {type(exc).__name__}: {exc}",
         status=400,
         error_code=BAD_REQUEST,
         stack_trace="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
