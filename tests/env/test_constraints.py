@@ -122,6 +122,8 @@ def test_a_constraint_narrows_an_unpinned_requirement_and_keys_the_cache(
     request = LockRequest(target=AMD64, requirements=("six",), runtime=())
     text, _cached = compile_lock(request, cache_dir=kiln_cache)
     assert [(entry.name, entry.version) for entry in parse_lock(text)] == [("six", "1.16.0")]
+    # The lock goes into the image: it says a host constraint applied, not where the host keeps it.
+    assert "-c (host pip constraint) constraints.txt" in text and str(tmp_path) not in text
     before = cache_key(request)
     constraint_file(tmp_path, "six<1.16")
     assert cache_key(request) != before

@@ -50,6 +50,8 @@ _NO_VERSION = re.compile(
 )
 
 _NEEDS_PYTHON = re.compile(r"(\S+) depends on Python([<>=!~][^\s,]+)")
+_HOST_CONSTRAINT_VIA = re.compile(r"^(\s*#\s+(?:via )?-c )(.+)$", re.MULTILINE)
+_CONSTRAINTS_FILE = "constraints.txt"
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]|[A-Za-z0-9]")
 
 
@@ -119,8 +121,8 @@ def _run_uv(request: LockRequest) -> str:
                 (work / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
                 args.append(name)
         if request.constraints:
-            (work / "constraints.txt").write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
-            args += ["--constraint", "constraints.txt"]
+            (work / _CONSTRAINTS_FILE).write_text("\n".join(request.constraints) + "\n", encoding="utf-8")
+            args += ["--constraint", _CONSTRAINTS_FILE]
         if request.local_wheels:
             (work / "wheels").mkdir()
             for wheel in request.local_wheels:
@@ -151,7 +153,18 @@ def _run_uv(request: LockRequest) -> str:
         result = run(command, what="uv pip compile", cwd=work, env=env)
     if result.returncode != 0:
         raise explain_failure(result.stderr, request, indexes.constraint_lines(_pip_indexes().constraints))
-    return result.stdout if result.stdout.endswith("\n") else result.stdout + "\n"
+    text = _HOST_CONSTRAINT_VIA.sub(_neutral_via, result.stdout)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _neutral_via(match: re.Match[str]) -> str:
+    """``# via -c /etc/xdg/pip/constraints.txt`` -> ``# via -c (host pip constraint) constraints.txt``:
+    the lock goes into the image and its bytes should not depend on where the host keeps the file
+    (nor carry a URL's credentials)."""
+    name = match.group(2).strip()
+    if name == _CONSTRAINTS_FILE:
+        return match.group(0)
+    return f"{match.group(1)}(host pip constraint) {name.rstrip('/').rpartition('/')[2]}"
 
 
 def explain_failure(
