@@ -67,8 +67,40 @@ def test_targets_are_checked_and_default_to_docker_only_with_an_engine(tmp_path:
 def test_each_backend_refuses_the_others_options() -> None:
     with pytest.raises(UsageError, match="--build-arg \\(A\\) applies to Dockerfile builds"):
         check_options("oci", NoOptions(build_args={"A": "1"}))
-    with pytest.raises(UsageError, match="--output and --push need --backend oci"):
-        check_options("docker", NoOptions(push=("127.0.0.1:5000/x:1",)))
+    check_options("docker", NoOptions(push=("127.0.0.1:5000/x:1",)))  # docker save + kiln's client
+    with pytest.raises(UsageError, match=r"--platform linux/amd64,linux/arm64 needs --backend oci"):
+        check_options("docker", NoOptions(platform="linux/amd64,linux/arm64"))
+
+
+def test_a_multi_platform_build_refuses_outputs_that_hold_one_platform(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    both = ("linux/amd64", "linux/arm64")
+    with pytest.raises(
+        UsageError, match=r"docker-archive.*cannot hold a build for linux/amd64, linux/arm64"
+    ) as caught:
+        publisher_for([f"docker-archive:{tmp_path}/x.tar"], [], store=store, platforms=both)
+    assert "{platform}" in (caught.value.hint or "")
+    publisher_for(
+        [f"docker-archive:{tmp_path}/x-{{platform}}.tar", f"oci:{tmp_path}/l"],
+        [],
+        store=store,
+        platforms=both,
+    )
+    with pytest.raises(UsageError, match=r"--output docker loads the host's platform \(linux/amd64\)"):
+        publisher_for(["docker"], [], store=store, platforms=("linux/arm64", "linux/arm/v7"))
+
+
+def test_platforms_are_parsed_once() -> None:
+    from kiln.api.options import BuildOptions
+
+    options = BuildOptions(name="x", platform=" linux/amd64 , linux/arm64")
+    assert options.platform == "linux/amd64,linux/arm64"
+    assert options.platforms == ("linux/amd64", "linux/arm64")
+    assert BuildOptions(name="x").platforms == (None,)
+    with pytest.raises(UsageError, match="'linux' is not OS/ARCH"):
+        BuildOptions(name="x", platform="linux")
+    with pytest.raises(UsageError, match="names linux/arm64 twice"):
+        BuildOptions(name="x", platform="linux/arm64,linux/arm64")
 
 
 def test_source_date_epoch() -> None:
@@ -85,9 +117,9 @@ def test_the_backend_is_registered() -> None:
         get_builder("podman")
 
 
-def test_outputs_need_the_oci_backend(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="--output and --push need --backend oci"):
-        api.build(tmp_path / "no-model", name="x:1", output=["oci:/tmp/x"])
+def test_several_platforms_need_the_oci_backend(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--platform linux/amd64,linux/arm64 needs --backend oci"):
+        api.build(tmp_path / "no-model", name="x:1", platform="linux/amd64,linux/arm64")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -131,6 +163,10 @@ def test_cli_errors_come_before_any_work(
     assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
 
 
-def test_cli_rejects_outputs_with_the_docker_backend(tmp_path: Path) -> None:
-    result = _cli("build", "-m", str(tmp_path / "missing"), "-n", "x:1", "--push", "127.0.0.1:5000/x:1")
-    assert result.returncode == 2 and "--output and --push need --backend oci" in result.stderr
+def test_cli_refuses_several_platforms_with_the_docker_backend(tmp_path: Path) -> None:
+    result = _cli(
+        "build", "-m", str(tmp_path / "missing"), "-n", "x:1", "--push", "127.0.0.1:5000/x:1",
+        "--platform", "linux/amd64,linux/arm64",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--platform linux/amd64,linux/arm64 needs --backend oci" in result.stderr

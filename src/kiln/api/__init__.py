@@ -14,6 +14,7 @@ options directly, as the CLI does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kiln.api.options import BuildOptions, GenerateOptions, RecipeOptions
-from kiln.api.prepare import prepare
-from kiln.backends.base import Builder, BuildRequest, BuiltImage
+from kiln.api.options import BuildOptions, GenerateOptions, RecipeOptions, recorded_options
+from kiln.api.prepare import Prepared, prepare
+from kiln.backends.base import Builder, BuildRequest, BuiltImage, PlatformsBuilder
 from kiln.backends.builders import check_options, get_builder
 from kiln.backends.docker.builder import DockerBuilder
 from kiln.backends.docker.cli import engine_cli
@@ -103,21 +104,51 @@ def build_image(options: BuildOptions, *, progress: Progress | None = None) -> B
             )
             engine = get_builder(backend, options)
             with tempfile.TemporaryDirectory(prefix="kiln-build-") as tmp:
-                work = Path(tmp)
-                ready = prepare(
-                    options, inputs, engine=engine, buildkit=engine.buildkit, work=work, progress=progress
-                )
+                requests, ready = _prepare_platforms(options, inputs, engine, Path(tmp), progress)
                 progress.phase(f"building image {options.name}")
-                request = BuildRequest(
-                    ready.spec, ready.env, options.name, work, model_dir=ready.model_dir,
-                    python_dir=ready.python_dir, no_cache=options.no_cache, platform=options.platform,
-                )  # fmt: skip
-                image = engine.build(request, progress)
+                if len(requests) == 1:
+                    image = engine.build(requests[0], progress)
+                else:
+                    assert isinstance(engine, PlatformsBuilder)  # check_options refused the others
+                    image = engine.build_platforms(requests, progress)
             smoke = _smoke(image, inputs, progress) if options.smoke_test else None
         ok = True
         return BuildResult(image=image, spec=ready.spec, notes=ready.env.notes, smoke=smoke)
     finally:
         progress.finish(ok)
+
+
+def _prepare_platforms(
+    options: BuildOptions, inputs: BuildInputs, engine: Builder, work: Path, progress: Progress
+) -> tuple[list[BuildRequest], Prepared]:
+    """A BuildRequest per ``--platform`` (each its own lock, wheels and work directory); the first's
+    Prepared (the spec the result reports)."""
+    requests: list[BuildRequest] = []
+    first: Prepared | None = None
+    platforms = options.platforms
+    for number, platform in enumerate(platforms, 1):
+        one = dataclasses.replace(options, platform=platform) if len(platforms) > 1 else options
+        here = work / platform.replace("/", "-") if len(platforms) > 1 and platform else work
+        here.mkdir(parents=True, exist_ok=True)
+        if len(platforms) > 1:
+            progress.phase(f"platform {platform} ({number} of {len(platforms)})")
+        ready = prepare(one, inputs, engine=engine, buildkit=engine.buildkit, work=here, progress=progress)
+        first = first or ready
+        requests.append(
+            BuildRequest(
+                ready.spec,
+                ready.env,
+                options.name,
+                here,
+                model_dir=ready.model_dir,
+                python_dir=ready.python_dir,
+                no_cache=options.no_cache,
+                platform=platform,
+                parameters=recorded_options(one),
+            )
+        )
+    assert first is not None
+    return requests, first
 
 
 def write_dockerfile(options: GenerateOptions, *, progress: Progress | None = None) -> Path:

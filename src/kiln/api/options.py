@@ -109,8 +109,10 @@ class RecipeOptions:
         help="Model-agnostic image: use the environment of this model (a directory or any -m URI).",
     ))  # fmt: skip
     platform: str | None = option(None, Cli(
-        ("--platform",), metavar="OS/ARCH",
-        help="Target platform, e.g. linux/amd64 [default: the base image's].",
+        ("--platform",), metavar="OS/ARCH[,OS/ARCH...]",
+        help="Target platform, e.g. linux/amd64 [default: the base image's]. Several, comma-separated "
+        "(linux/amd64,linux/arm64; --backend oci): one image per platform, each with its own lock, "
+        "wheels and Debian packages, under one image index; nothing is emulated.",
     ))  # fmt: skip
     labels: Mapping[str, str] = pairs_option(
         Cli(("--label",), pairs=True, metavar="KEY=VALUE", help="Add an image label.")
@@ -131,6 +133,13 @@ class RecipeOptions:
         object.__setattr__(self, "labels", dict(self.labels))
         if self.accelerator not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown accelerator {self.accelerator!r} (expected one of auto, cpu, cuda)")
+        if self.platform is not None:
+            object.__setattr__(self, "platform", ",".join(parse_platforms(self.platform)))
+
+    @property
+    def platforms(self) -> tuple[str | None, ...]:
+        """Each platform to build for; ``(None,)`` for the base image's own."""
+        return tuple(self.platform.split(",")) if self.platform else (None,)
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,34 @@ class GenerateOptions(RecipeOptions):
         ("--buildkit",), flag=True, negation="--no-buildkit",
         help="Use BuildKit-only syntax (cache and bind mounts) [default: no, any builder builds it].",
     ))  # fmt: skip
+
+
+def parse_platforms(text: str) -> tuple[str, ...]:
+    """``linux/amd64,linux/arm64`` as its platforms; UsageError for a malformed or repeated one."""
+    found: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        pieces = part.split("/")
+        if len(pieces) not in (2, 3) or not all(pieces):
+            raise UsageError(
+                f"--platform {text!r}: {part!r} is not OS/ARCH[/VARIANT] (expected e.g. linux/amd64, or "
+                "several comma-separated: linux/amd64,linux/arm64)"
+            )
+        if part in found:
+            raise UsageError(f"--platform {text!r} names {part} twice")
+        found.append(part)
+    return tuple(found)
+
+
+RECORDED = (
+    "name", "backend", "env_manager", "base_image", "install_java", "keep_package_tests", "install_mlflow",
+    "accelerator", "labels",
+)  # fmt: skip
+"""The options a build's provenance records (host paths and tracking servers stay out)."""
+
+
+def recorded_options(options: BuildOptions) -> dict[str, Any]:
+    """``RECORDED``'s values, JSON-ready, for the image's provenance statement."""
+    return {name: getattr(options, name) for name in RECORDED}
 
 
 def check_name(name: str) -> None:

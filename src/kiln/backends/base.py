@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kiln.env.spec import EnvSpec
 from kiln.image.probe import BaseImageInfo
@@ -27,6 +28,8 @@ class BuildRequest:
     """A relocatable CPython fetched on the host, when ``spec.files.python`` bundles one."""
     no_cache: bool = False
     platform: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """The build options that shape the image, recorded in its provenance (oci)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,17 @@ class BuildStep:
 
 
 @dataclass(frozen=True)
+class PlatformBuilt:
+    """One platform's image of a build (oci): its platform, config and manifest digests, attachments."""
+
+    platform: str
+    image_id: str
+    digest: str
+    attached: tuple[str, ...] = ()
+    """Digests of the artifact manifests that refer to it (its SBOM, its provenance)."""
+
+
+@dataclass(frozen=True)
 class BuiltImage:
     """What a build produced."""
 
@@ -68,11 +82,25 @@ class BuiltImage:
     """The manifest digest, when the builder wrote the manifest itself (oci)."""
     published: tuple[Published, ...] = ()
     """Where the image was written or pushed (oci), in the order of ``--output`` then ``--push``."""
+    platforms: tuple[PlatformBuilt, ...] = ()
+    """Each platform's image (oci). With several, ``digest`` is their image index's and ``image_id``
+    the host platform's (the one ``--output docker`` loads), else the first's."""
+    sbom: str | None = None
+    """Where the SBOM is in the image (oci)."""
 
     @property
     def in_docker(self) -> bool:
         """True when the image is in the Docker engine (built there, or loaded with ``--output docker``)."""
         return self.builder != "oci" or any(p.target == "docker" for p in self.published)
+
+
+@runtime_checkable
+class PlatformsBuilder(Protocol):
+    """A builder that makes one image for several platforms: an image per request, then their index."""
+
+    def build_platforms(self, requests: Sequence[BuildRequest], progress: Progress) -> BuiltImage:
+        """Build each request (one platform each), then publish the index of their images."""
+        ...
 
 
 class Builder(Protocol):

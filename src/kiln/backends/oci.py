@@ -7,6 +7,12 @@ writes the config and manifest, then each ``--output`` (an OCI layout, a docker-
 or ``docker load`` into a running engine) and each ``--push``. Layer times are
 ``SOURCE_DATE_EPOCH`` (0 when unset), so the same inputs give the same image ID and
 manifest digest on any machine and day.
+
+Every image carries its SBOM (``kiln.image.supply``) in the last layer kiln adds, made once the
+system-packages layer exists (its dpkg status is the image's); the SBOM and a provenance
+statement are attached to the manifest as artifacts. ``build_platforms`` does all that for each
+platform's request (each with its own lock, wheels, Debian packages and base manifest; nothing
+is emulated) and publishes the image index of the results.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kiln.backends.base import BuildRequest, BuildStep, BuiltImage
-from kiln.backends.publish import Built, Publisher, format_size, publisher_for
+from kiln import contract
+from kiln.backends.base import BuildRequest, BuildStep, BuiltImage, PlatformBuilt
+from kiln.backends.publish import Built, PlatformImage, Publisher, format_size, host_image, publisher_for
 from kiln.env.cache import cache_root
 from kiln.errors import BuildError, UsageError
 from kiln.image.layers.build import (
@@ -34,7 +41,11 @@ from kiln.image.layers.build import (
 from kiln.image.layers.probe import probe_files
 from kiln.image.model_files import copy_model
 from kiln.image.probe import BaseImageInfo
+from kiln.image.supply.attach import STATUS, attachments, carry, image_sbom, model_files, provenance
+from kiln.image.supply.sbom import SBOM_PATH
 from kiln.oci.blobstore import BlobStore
+from kiln.oci.index import assemble_index, platform_text
+from kiln.oci.peek import read_layer_file
 from kiln.oci.sources import BaseImage, open_base
 from kiln.progress import Progress
 
@@ -109,24 +120,63 @@ class OciBuilder:
         return self.base(image, platform)[1]
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
+        return self.build_platforms([request], progress)
+
+    def build_platforms(self, requests: Sequence[BuildRequest], progress: Progress) -> BuiltImage:
+        """One image per request (one platform each), published once: with several, as an image index."""
         started = time.monotonic()
-        spec = request.spec
-        base, info = self.base(spec.base_image, request.platform)
-        jobs = self._jobs(request, base, info, progress)
-        made = [self._layer(job, base, request, progress) for job in jobs]
-        image = assemble_image(base, spec, made, store=self.store, epoch=self.epoch)
-        progress.detail(f"image {image.image_id[:19]}, manifest {image.digest}")
-        published = self.publisher.publish(Built(image, base, request.tag, self.epoch), progress)
+        made = [self._make(request, progress) for request in requests]
+        images = tuple(one for one, _ in made)
+        index = None
+        if len(images) > 1:
+            index = assemble_index([(one.image, one.platform) for one in images])
+            progress.detail(f"image index {index.digest} for {', '.join(_platforms(images))}")
+        tag = requests[0].tag
+        published = self.publisher.publish(Built(images, tag, self.epoch, index), progress)
+        shown = host_image(Built(images, tag, self.epoch, index)) if len(images) > 1 else images[0]
         return BuiltImage(
-            tag=request.tag,
-            image_id=image.image_id,
-            layers=tuple(blob.diff_id or "" for blob in image.layers),
-            steps=tuple(BuildStep(f"layer: {m.job.name}", cached=m.reused) for m in made),
+            tag=tag,
+            image_id=shown.image.image_id,
+            layers=tuple(blob.diff_id or "" for blob in shown.image.layers),
+            steps=tuple(step for _, steps in made for step in steps),
             builder="oci",
             seconds=time.monotonic() - started,
-            digest=image.digest,
+            digest=index.digest if index is not None else images[0].image.digest,
             published=published,
+            platforms=tuple(
+                PlatformBuilt(
+                    platform_text(one.platform),
+                    one.image.image_id,
+                    one.image.digest,
+                    tuple(a.digest for a in one.referrers),
+                )
+                for one in images
+            ),
+            sbom=SBOM_PATH,
         )
+
+    def _make(self, request: BuildRequest, progress: Progress) -> tuple[PlatformImage, list[BuildStep]]:
+        """The layers, SBOM, config and manifest of one platform's image, and its artifacts."""
+        spec, env = request.spec, request.env
+        base, info = self.base(spec.base_image, request.platform)
+        jobs = self._jobs(request, base, info, progress)
+        model = model_files(request.work / "oci-model", contract.MODEL_DIR) if spec.files.model else None
+        system = self._layer(jobs[0], base, request, progress)
+        status = read_layer_file(system.blob.path, STATUS) if system.blob.path is not None else None
+        sbom = image_sbom(spec=spec, env=env, base=base, status=status, model=model, epoch=self.epoch)
+        jobs[-1] = carry(jobs[-1], sbom)  # the SBOM goes into the last layer kiln adds
+        made = [system, *(self._layer(job, base, request, progress) for job in jobs[1:])]
+        image = assemble_image(base, spec, made, store=self.store, epoch=self.epoch)
+        progress.detail(f"image {image.image_id[:19]}, manifest {image.digest}; SBOM at {SBOM_PATH}")
+        statement = provenance(
+            image, name=request.tag, env=env, base=base, spec=spec, model=model, sbom=sbom,
+            parameters=request.parameters, epoch=self.epoch,
+        )  # fmt: skip
+        referrers = attachments(
+            image, sbom=sbom, statement_bytes=statement, store=self.store, epoch=self.epoch
+        )
+        steps = [BuildStep(f"layer: {m.job.name}", cached=m.reused) for m in made]
+        return PlatformImage(image, base.platform, base, referrers), steps
 
     def _jobs(
         self, request: BuildRequest, base: BaseImage, info: BaseImageInfo, progress: Progress
@@ -166,6 +216,10 @@ class OciBuilder:
         )
         progress.detail(_describe(layer))
         return layer
+
+
+def _platforms(images: Sequence[PlatformImage]) -> list[str]:
+    return [platform_text(one.platform) for one in images]
 
 
 def _describe(layer: MadeLayer) -> str:

@@ -9,6 +9,13 @@ Targets, as ``--output`` and ``--push`` name them:
 
 Local targets need every base layer on disk; ``LocalLayers`` wraps them and downloads a registry
 base's layers once, before the first of them writes.
+
+A multi-platform build hands over several images and their image index: the layout holds the
+index (named ``TAG``) and every platform image; a registry gets every manifest, then the index by
+tag; ``docker`` loads the host's platform only (the engine's image store holds one platform per
+tag); ``docker-archive:FILE`` holds one image, so it needs ``{platform}`` in FILE (one archive per
+platform, ``linux-arm64``) and is refused before any work without it. Each image's artifacts (its
+SBOM and provenance) go wherever a registry or a layout can keep them.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 from kiln.backends.base import Published
@@ -25,10 +33,12 @@ from kiln.backends.docker.cli import engine_cli
 from kiln.errors import BuildError, DockerUnavailableError, UsageError
 from kiln.oci.archive import repo_tag, save_archive, write_archive
 from kiln.oci.blobstore import BlobStore
-from kiln.oci.layout import write_layout
+from kiln.oci.index import ImageIndex, platform_text
+from kiln.oci.layout import write_index_layout, write_layout
 from kiln.oci.reference import parse_reference
-from kiln.oci.registry import push_image
-from kiln.oci.sources import BaseImage, fetch_layers
+from kiln.oci.referrers import Artifact
+from kiln.oci.registry import PushReport, push_image, push_index
+from kiln.oci.sources import BaseImage, fetch_layers, host_os_arch
 from kiln.oci.transports import Location, new_location
 from kiln.oci.types import Image
 from kiln.progress import Progress
@@ -36,17 +46,41 @@ from kiln.progress import Progress
 log = logging.getLogger(__name__)
 
 OUTPUT_FORMS = "oci:DIR[:TAG], docker-archive:FILE or docker"
+PLATFORM_PLACEHOLDER = "{platform}"
+"""In ``docker-archive:FILE`` of a multi-platform build: one archive per platform (``linux-arm64``)."""
+
+
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform's image, the base it was built on, and the artifacts that refer to it."""
+
+    image: Image
+    platform: Mapping[str, str]
+    base: BaseImage | None = None
+    """None for an image exported from Docker or read from a layout (every blob is local)."""
+    referrers: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)
 class Built:
-    """What a publisher receives: the image, the base it was built on, its name and layer times."""
+    """What a publisher receives: the image of each platform (and their index when there are several),
+    the name and the layer times."""
 
-    image: Image
-    base: BaseImage
+    images: tuple[PlatformImage, ...]
     tag: str
     """``-n``: the image's name and tag."""
     epoch: int
+    index: ImageIndex | None = None
+    """Set for a multi-platform build: the index naming every image of ``images``."""
+
+    @property
+    def image(self) -> Image:
+        """The image of a single-platform build (the first platform's)."""
+        return self.images[0].image
+
+    @property
+    def referrers(self) -> tuple[Artifact, ...]:
+        return tuple(item for one in self.images for item in one.referrers)
 
 
 class Publisher(Protocol):
@@ -64,14 +98,15 @@ class OciLayout:
     def publish(self, built: Built, progress: Progress) -> tuple[Published, ...]:
         ref = self.location.ref or repo_tag(built.tag).rsplit(":", 1)[1]
         progress.step(f"output: {self.location}")
-        write_layout(
-            built.image,
-            self.location.path,
-            ref_name=ref,
-            image_name=repo_tag(built.tag),
-            platform=built.base.platform,
-        )
-        return (Published(f"oci:{self.location.path}:{ref}"),)
+        path, name = self.location.path, repo_tag(built.tag)
+        if built.index is not None:
+            write_index_layout(built.index, path, ref_name=ref, image_name=name, referrers=built.referrers)
+        else:
+            write_layout(
+                built.image, path, ref_name=ref, image_name=name, platform=built.images[0].platform,
+                referrers=built.referrers,
+            )  # fmt: skip
+        return (Published(f"oci:{path}:{ref}"),)
 
 
 @dataclass(frozen=True)
@@ -79,11 +114,13 @@ class DockerArchive:
     location: Location
 
     def publish(self, built: Built, progress: Progress) -> tuple[Published, ...]:
-        progress.step(f"output: {self.location}")
-        save_archive(
-            built.image, self.location.path, tag=built.tag, platform=built.base.platform, epoch=built.epoch
-        )
-        return (Published(f"docker-archive:{self.location.path}"),)
+        results = []
+        for one in built.images:
+            path = archive_path(self.location.path, one.platform)
+            progress.step(f"output: docker-archive:{path}")
+            save_archive(one.image, path, tag=built.tag, platform=one.platform, epoch=built.epoch)
+            results.append(Published(f"docker-archive:{path}"))
+        return tuple(results)
 
 
 @dataclass(frozen=True)
@@ -92,8 +129,14 @@ class DockerLoad:
 
     def publish(self, built: Built, progress: Progress) -> tuple[Published, ...]:
         progress.step("output: docker")
+        one = host_image(built)
+        if len(built.images) > 1:
+            progress.detail(
+                f"loading {platform_text(one.platform)} only, the host's platform (Docker's image store "
+                "holds one platform per tag); the other platforms are in the other outputs"
+            )
         load_into_docker(
-            built.image, tag=built.tag, platform=built.base.platform, epoch=built.epoch, environ=self.environ
+            one.image, tag=built.tag, platform=one.platform, epoch=built.epoch, environ=self.environ
         )
         return (Published("docker"),)
 
@@ -104,7 +147,16 @@ class Registry:
 
     def publish(self, built: Built, progress: Progress) -> tuple[Published, ...]:
         progress.step(f"push: {self.reference}")
-        report = push_image(built.image, self.reference, progress=progress)
+        report: PushReport
+        if built.index is not None:
+            report = push_index(built.index, self.reference, progress=progress, referrers=built.referrers)
+        else:
+            report = push_image(built.image, self.reference, progress=progress, referrers=built.referrers)
+        if report.artifacts:
+            how = (
+                "the referrers API" if report.referrers_api else "the sha256-<digest> tag (no referrers API)"
+            )
+            progress.detail(f"attached {len(report.artifacts)} artifacts (SBOM, provenance) through {how}")
         uploaded = tuple(b.digest for b in report.blobs if b.action in ("uploaded", "copied"))
         reused = tuple(b.digest for b in report.blobs if b.action in ("skipped", "mounted"))
         progress.detail(
@@ -125,11 +177,18 @@ class LocalLayers:
     store: BlobStore
 
     def publish(self, built: Built, progress: Progress) -> tuple[Published, ...]:
-        local = fetch_layers(built.base, self.store)
-        if local is not built.base:
-            layers = (*local.layers, *built.image.layers[len(built.base.layers) :])
-            built = replace(built, image=replace(built.image, layers=layers), base=local)
-        return self.inner.publish(built, progress)
+        images = tuple(_local(one, self.store) for one in built.images)
+        return self.inner.publish(replace(built, images=images), progress)
+
+
+def _local(one: PlatformImage, store: BlobStore) -> PlatformImage:
+    if one.base is None:
+        return one
+    local = fetch_layers(one.base, store)
+    if local is one.base:
+        return one
+    layers = (*local.layers, *one.image.layers[len(one.base.layers) :])
+    return replace(one, image=replace(one.image, layers=layers), base=local)
 
 
 @dataclass(frozen=True)
@@ -163,11 +222,15 @@ def publisher_for(
     *,
     store: BlobStore,
     environ: Mapping[str, str] | None = None,
+    platforms: Sequence[str] = (),
 ) -> Tee:
     """Every ``--output`` (local targets wrapped in ``LocalLayers``) then every ``--push``, checked
     before any work; with neither, ``docker`` when an engine answers, else UsageError (a daemonless
-    build must be told where the image goes)."""
+    build must be told where the image goes). ``platforms``: those of a multi-platform build."""
     local = [parse_output(text, environ) for text in outputs]
+    if len(platforms) > 1:
+        for publisher in local:
+            check_platforms(publisher, platforms)
     for text in push:
         parse_reference(text)  # refused before any work
     remote = [Registry(text) for text in push]
@@ -182,6 +245,40 @@ def publisher_for(
         local = [DockerLoad(environ)]
     wrapped: list[Publisher] = [LocalLayers(Tee(tuple(local)), store)] if local else []
     return Tee((*wrapped, *remote))
+
+
+def check_platforms(publisher: Publisher, platforms: Sequence[str]) -> None:
+    """UsageError, before any work, for an output that cannot take a build for several platforms."""
+    listed = ", ".join(platforms)
+    if isinstance(publisher, DockerArchive) and PLATFORM_PLACEHOLDER not in str(publisher.location.path):
+        raise UsageError(
+            f"--output {publisher.location} cannot hold a build for {listed}: a docker-archive holds "
+            "one image per tag, and 'docker load' reads one platform",
+            hint=f"write one archive per platform with {PLATFORM_PLACEHOLDER} in the file name (--output "
+            f"docker-archive:image-{PLATFORM_PLACEHOLDER}.tar), or all of them with --output oci:DIR",
+        )
+    if isinstance(publisher, DockerLoad) and host_os_arch() not in platforms:
+        raise UsageError(
+            f"--output docker loads the host's platform ({host_os_arch()}) of a multi-platform build, "
+            f"and {listed} does not include it",
+            hint="add the host's platform to --platform, or write --output oci:DIR / --push REF",
+        )
+
+
+def host_image(built: Built) -> PlatformImage:
+    """The image ``docker load`` gets: the only one, or the host's platform's."""
+    if len(built.images) == 1:
+        return built.images[0]
+    host = host_os_arch()
+    for one in built.images:
+        if platform_text(one.platform) == host or platform_text(one.platform).startswith(host + "/"):
+            return one
+    raise BuildError(f"the build has no image for the host's platform {host} to load into Docker")
+
+
+def archive_path(path: Path, platform: Mapping[str, str]) -> Path:
+    """``path`` with ``{platform}`` replaced by ``linux-arm64`` (no placeholder: ``path``)."""
+    return Path(str(path).replace(PLATFORM_PLACEHOLDER, platform_text(platform).replace("/", "-")))
 
 
 def load_into_docker(

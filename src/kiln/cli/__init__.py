@@ -42,7 +42,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it registers it on ``main``.
-    from kiln.cli import build, serve  # noqa: F401
+    from kiln.cli import build, push, serve  # noqa: F401
 
 
 _register()

@@ -20,7 +20,8 @@ from typing import IO, BinaryIO
 
 from kiln.oci.blobstore import hex_of
 from kiln.oci.canonical import canonical_json
-from kiln.oci.layout import LAYOUT_VERSION, index_entry, index_json
+from kiln.oci.index import index_json
+from kiln.oci.layout import LAYOUT_VERSION, index_entry
 from kiln.oci.types import Image
 
 

@@ -22,10 +22,10 @@ from kiln.oci.blobstore import BlobStore, CachedLayer, LayerCache, hex_of
 from kiln.oci.canonical import canonical_json
 from kiln.oci.compress import fingerprint
 from kiln.oci.layer import GZIP_LEVEL, gzip_stream
-from kiln.oci.manifest import describe, manifest_json
+from kiln.oci.manifest import assemble, describe, manifest_json
 from kiln.oci.sources.base import BaseImage, base_cache, checked_config
 from kiln.oci.transports import existing_location
-from kiln.oci.types import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_MANIFEST, Blob
+from kiln.oci.types import MEDIA_OCI_CONFIG, MEDIA_OCI_LAYER_GZIP, MEDIA_OCI_MANIFEST, Blob, Image
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,30 @@ def open_docker_archive(reference: str, platform: str | None, store: BlobStore) 
         base_cache(store, config_descriptor.digest), len(layers), open_layer, describe=reference
     )
     return BaseImage(reference, name, digest, config, config_descriptor.digest, layers, files)
+
+
+def image_of_archive(path: Path, ref: str | None, store: BlobStore) -> tuple[Image, dict[str, str]]:
+    """The image in a ``docker save`` tarball as an OCI image to push or write (``kiln push``, the Docker
+    backend's ``--push``): its config as saved (same image ID), its layers gzipped into the store
+    (deterministically, once per layer), and its platform. Its filesystem is not indexed."""
+    reference = f"docker-archive:{path}" + (f":{ref}" if ref else "")
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            entry = _pick_archive_entry(json.loads(_member(tar, "manifest.json", reference)), ref, reference)
+            config_bytes = _member(tar, str(entry["Config"]), reference)
+            layer_names = [str(name) for name in entry["Layers"]]
+    except (OSError, tarfile.TarError, ValueError, KeyError, TypeError) as exc:
+        raise BuildError(f"{path} is not a readable docker-archive ('docker save' tarball): {exc}") from exc
+    config, diff_ids = checked_config(config_bytes, reference, None, layers=len(layer_names))
+    cache = LayerCache(store)
+    layers = [
+        _archive_layer(path, name, diff_id, store, cache, reference)
+        for name, diff_id in zip(layer_names, diff_ids)
+    ]
+    platform = {"os": str(config.get("os", "linux")), "architecture": str(config.get("architecture", ""))}
+    if config.get("variant"):
+        platform["variant"] = str(config["variant"])
+    return assemble(store.put_bytes(config_bytes, MEDIA_OCI_CONFIG), layers), platform
 
 
 def _location(reference: str) -> tuple[Path, str | None]:

@@ -62,7 +62,8 @@ def open_oci_layout(reference: str, platform: str | None, store: BlobStore) -> B
 
 
 def _pick_layout_entry(index: Mapping[str, Any], tag: str | None, reference: str) -> Mapping[str, Any]:
-    manifests = list(index.get("manifests") or [])
+    # Artifacts listed beside an image (its SBOM, its provenance) are not images to build on.
+    manifests = [m for m in index.get("manifests") or [] if not m.get("artifactType")]
     names = [
         str((m.get("annotations") or {}).get("org.opencontainers.image.ref.name", "")) for m in manifests
     ]
