@@ -34,11 +34,11 @@ else:
     _Base = object
 
 MAX_HEADER_BYTES = contract.DEFAULT_MAX_HEADER_SIZE
-"""The default limit (nginx's ``large_client_header_buffers 4 8k``): 32 KiB of request line and headers."""
+"""``max_header_size``'s default (nginx's ``large_client_header_buffers 4 8k``): 32 KiB of head."""
 HEADER_TIMEOUT = contract.DEFAULT_CLIENT_TIMEOUT
-"""Default: seconds a client has, from connecting (or its request's first byte), to send a request head."""
+"""``client_timeout``'s default: seconds from connecting (or a request's first byte) to a whole head."""
 BODY_TIMEOUT = contract.DEFAULT_CLIENT_TIMEOUT
-"""The default seconds a request body may go without a byte arriving."""
+"""``client_timeout``'s default: seconds a request body may go without a byte arriving."""
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
