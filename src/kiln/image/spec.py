@@ -87,6 +87,7 @@ class ImageSpec:
     entrypoint: tuple[str, ...]
     """The image's ENTRYPOINT (exec form): ``python -m kiln.runtime`` by the image's interpreter."""
     healthcheck: facts.Healthcheck
+    """The image's HEALTHCHECK: ``python -m kiln.runtime.healthcheck`` and the timings in ``facts``."""
     uid: int = contract.UID
     gid: int = contract.GID
     kiln_version: str = __version__
