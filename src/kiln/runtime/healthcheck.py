@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import sys
+from collections.abc import Mapping
 
 from kiln import contract, envvars
 from kiln.errors import UsageError
@@ -29,6 +30,18 @@ def ping(port: int, *, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> tup
     return response.status == 200, f"GET http://{host}:{port}/ping answered {response.status}"
 
 
+def probe_host(environ: Mapping[str, str]) -> str:
+    """Where the server listens, as a client reaches it: the loopback for a wildcard address."""
+    found = envvars.lookup(environ, contract.ENV_HOST)
+    host = (found[1].strip() if found else "") or contract.HOST
+    host = host.removeprefix("[").removesuffix("]")
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
 def main() -> int:
     found = envvars.lookup(os.environ, contract.ENV_PORT)
     port = contract.PORT
@@ -38,7 +51,7 @@ def main() -> int:
         except UsageError as exc:
             print(f"unhealthy: {exc.message}", file=sys.stderr)
             return 1
-    healthy, message = ping(port)
+    healthy, message = ping(port, host=probe_host(os.environ))
     print(message, file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else 1
 
