@@ -13,6 +13,12 @@ instead: its time and the bytes it uploads (target: under 5 s). Medians go into 
 It reuses build_bench's setup (the fixture model, MLflow's venv and base stand-in, a frozen copy of
 kiln); the OCI backend builds on ``docker save kiln-test/python:3.11-slim`` (``docker-archive:``), the
 same base the Docker backend uses.
+
+With ``--two-platform`` (the default when qemu-aarch64 is registered with binfmt or the arm64 base
+exists) it also times ``--platform linux/amd64,linux/arm64`` next to ``--platform linux/amd64`` on a
+two-platform OCI layout of the test base and its arm64 twin (``tests/oci/multiarch.py``), cold and
+after a model-only change, with the model's requirements trimmed to what it imports (MLflow records
+torch+cpu from the saving environment, which has no arm64 wheel).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import datetime as dt
 import json
 import re
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,6 +48,9 @@ REPO = Path(__file__).resolve().parents[1]
 SECTION = "oci_bench"
 KILN_BASE = build_bench.KILN_BASE
 TOOLS = ("docker", "oci", "mlflow")
+PLATFORM_TOOLS = {"oci-1p": "linux/amd64", "oci-2p": "linux/amd64,linux/arm64"}
+"""The two-platform comparison: the same trimmed model and two-platform base, one or two platforms."""
+UNUSED = ("torch", "pytest", "rich", "tqdm")
 _LAYERS = re.compile(r"(\d+) of (\d+) layers from cache")
 _PUSHED = re.compile(r"^Pushed (\S+): (\d+) blobs uploaded \((\d+) bytes\), (\d+) already there", re.M)
 
@@ -86,6 +96,10 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/ alone")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument(
+        "--two-platform", action=argparse.BooleanOptionalAction, default=None,
+        help="also time linux/amd64,linux/arm64 next to linux/amd64 (default: when arm64 can be built)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -113,8 +127,12 @@ class Bench:
         )
         self.mlflow = builds.MlflowBuilder(venv, builds.make_shim(work / "shim", docker.binary), docker)
         self.caches = {"docker": work / "caches-docker", "oci": work / "caches-oci"}
+        self.caches.update({tool: work / f"caches-{tool}" for tool in PLATFORM_TOOLS})
         self.run_id = uuid.uuid4().hex[:8]
         self.pushes = 0
+        self.multi_base: str | None = None
+        """``oci:LAYOUT:3.11-slim``, the two-platform base, when the two-platform rows are measured."""
+        self.trimmed: Path | None = None
 
     def build(self, tool: str, model: Path, kind: str, repeat: int) -> Timed:
         image = f"kiln-bench/oci-iris:{self.run_id}-{tool}-{kind}{repeat}"
@@ -125,11 +143,19 @@ class Bench:
         if kind == "cold":
             self.caches[tool] = self.work / f"caches-{tool}-{repeat}"
         builder = self.kiln if tool == "docker" else self.oci
+        if tool in PLATFORM_TOOLS:
+            assert self.multi_base is not None and self.trimmed is not None
+            model = self.trimmed
+            builder = dataclasses.replace(
+                self.oci,
+                base_image=self.multi_base,
+                extra_args=("--backend", "oci", "--output", "docker", "--platform", PLATFORM_TOOLS[tool]),
+            )
         if tool == "oci-push":
             self.pushes += 1
             target = f"{self.registry}/bench/iris:{self.pushes}"
             builder = dataclasses.replace(self.oci, extra_args=("--backend", "oci", "--push", target))
-        cache = self.caches["docker" if tool == "docker" else "oci"]
+        cache = self.caches[tool if tool in ("docker", *PLATFORM_TOOLS) else "oci"]
         built = builder.build(model, image, cache, log, kind=kind, repeat=repeat)
         reused, blobs, sent = parse_output(Path(built.log).read_text())
         return Timed(tool, kind, repeat, built.seconds, reused, blobs, sent)
@@ -148,6 +174,14 @@ def _table(runs: Sequence[Timed]) -> str:
         values = _seconds(runs, tool, kind)
         return f"{_median(values):.1f}" if values else "n/a"
 
+    platform_rows = []
+    if _seconds(runs, "oci-2p", "cold"):
+        platform_rows = [
+            f"| two platforms (linux/amd64,linux/arm64) vs one (linux/amd64), trimmed model: cold, s "
+            f"| | {cell('oci-2p', 'cold')} vs {cell('oci-1p', 'cold')} | |",
+            f"| the same after a model-only change, s | | {cell('oci-2p', 'rebuild')} vs "
+            f"{cell('oci-1p', 'rebuild')} | |",
+        ]
     pushes = [r for r in runs if r.tool == "oci-push" and r.kind == "rebuild"]
     push_s = _median([r.seconds for r in pushes])
     sent = _median([r.bytes_uploaded for r in pushes])
@@ -165,6 +199,7 @@ def _table(runs: Sequence[Timed]) -> str:
             f"| model-only rebuild **and push** to a registry, s (median of {len(pushes)}; target < 5 s) "
             f"| | {push_s:.1f} ({met}) | |",
             f"| bytes uploaded by that push | | {sent:,.0f} ({'/'.join(map(str, blobs))} blobs) | |",
+            *platform_rows,
         ]
     )
 
@@ -244,6 +279,32 @@ Command: `{command}`
 """
 
 
+def _two_platform(opts: argparse.Namespace, bench: Bench, docker: images.Docker, model: Path) -> bool:
+    """Set up the two-platform rows (base layout, trimmed model) unless told not to or arm64 cannot be
+    built here; True when they are measured."""
+    from tests.oci.multiarch import ARM64_BASE, binfmt_ready, ensure_arm64_base, write_multiarch_layout
+
+    try:
+        docker.run("image", "inspect", ARM64_BASE)
+        present = True
+    except images.DockerError:
+        present = False
+    if opts.two_platform is False or (opts.two_platform is None and not present and binfmt_ready()):
+        print("bench: two-platform rows skipped (no arm64 base and no binfmt to make one)", flush=True)
+        return False
+    ensure_arm64_base(docker.binary)
+    saves = {"amd64": bench.work / "base.tar", "arm64": bench.work / "base-arm64.tar"}
+    docker.run("save", "--output", str(saves["arm64"]), ARM64_BASE, timeout=600)
+    write_multiarch_layout(bench.work / "multi-base", saves)
+    bench.multi_base = f"oci:{bench.work / 'multi-base'}:3.11-slim"
+    bench.trimmed = bench.work / "model-trimmed"
+    shutil.copytree(model, bench.trimmed)
+    lines = (bench.trimmed / "requirements.txt").read_text().splitlines()
+    kept = [line for line in lines if line.split("==")[0] not in UNUSED]
+    (bench.trimmed / "requirements.txt").write_text("".join(f"{line}\n" for line in kept))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = _options(argv)
     from tests.registry_support import started_registry
@@ -270,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[Timed] = []
         with started_registry(work / "registry") as registry:
             bench = Bench(work, docker, snapshot, archive, registry.host, opts, venv)
+            tools = TOOLS + (tuple(PLATFORM_TOOLS) if _two_platform(opts, bench, docker, model) else ())
             for repeat in range(opts.cold):
-                for tool in TOOLS if repeat % 2 == 0 else TOOLS[::-1]:
+                for tool in tools if repeat % 2 == 0 else tools[::-1]:
                     if tool == "mlflow":
                         images.point_stand_in(docker, mlflow_from, mlflow_base)
                     runs.append(bench.build(tool, model, "cold", repeat))
@@ -288,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             for repeat in range(opts.rebuilds):
                 build_bench._retrain(model, c=0.01 * 3**repeat, scratch=work / "retrained")
-                for tool in TOOLS if repeat % 2 == 0 else TOOLS[::-1]:
+                if bench.trimmed is not None:
+                    shutil.copy2(model / "model.skops", bench.trimmed / "model.skops")
+                for tool in tools if repeat % 2 == 0 else tools[::-1]:
                     runs.append(bench.build(tool, model, "rebuild", repeat))
                     loads.append(build_bench._load())
                     print(
