@@ -89,6 +89,13 @@ ENV_MODEL_AGNOSTIC = ("KILN_MODEL_AGNOSTIC",)
 requirements against the installed environment before loading it."""
 ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
 """The nginx executable to run; unset: ``nginx`` on $PATH, then /usr/sbin/nginx."""
+ENV_V2 = ("KILN_V2",)
+"""The Open Inference Protocol v2 endpoints under ``/v2`` (on by default)."""
+ENV_V2_MODEL_NAME = ("KILN_V2_MODEL_NAME", "MLSERVER_MODEL_NAME")
+"""The model's name in ``/v2/models/{name}``; MLServer's variable, which KServe sets, is honoured."""
+ENV_V2_MODEL_VERSION = ("KILN_V2_MODEL_VERSION", "MLSERVER_MODEL_VERSION")
+DEFAULT_V2_MODEL_NAME = "mlflow-model"
+"""The name ``mlflow models serve --enable-mlserver`` gave the model (MLServerDefaultModelName)."""
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_BODY_SIZE = 100 * 1024 * 1024

@@ -259,6 +259,19 @@ class RuntimeSettings:
         None, contract.ENV_NGINX_BINARY, OPTIONAL_TEXT, "The nginx executable",
         metavar="PATH", default_text="nginx on $PATH, then /usr/sbin/nginx",
     )
+    v2: bool = setting(
+        True, contract.ENV_V2, BOOLEAN,
+        "The Open Inference Protocol v2 (KServe V2) endpoints under /v2", negation="--no-v2",
+    )
+    v2_model_name: str = setting(
+        contract.DEFAULT_V2_MODEL_NAME, contract.ENV_V2_MODEL_NAME, TEXT,
+        "The model's name in the V2 paths (/v2/models/NAME)", metavar="NAME",
+    )
+    v2_model_version: str | None = setting(
+        None, contract.ENV_V2_MODEL_VERSION, OPTIONAL_TEXT,
+        "The model's version in the V2 paths (/v2/models/NAME/versions/VERSION)", metavar="VERSION",
+        default_text="none: only the unversioned paths",
+    )
     # fmt: on
 
     @classmethod

@@ -11,10 +11,11 @@ from starlette.types import ASGIApp
 
 from kiln.server import handlers
 from kiln.server.docs import ApiDocs
-from kiln.server.invocations import Dispatch, Invocations
+from kiln.server.invocations import Dispatch, MlflowScoring, ScoringEndpoint
 from kiln.server.lifespan import Lifespan
 from kiln.server.metrics import Metrics, MetricsMiddleware
 from kiln.server.state import ServerState
+from kiln.server.v2.routes import v2_routes
 from kiln.settings import RuntimeSettings
 
 
@@ -29,11 +30,12 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
     (``/openapi.json``, ``/docs``) is built once the model has loaded, before ``on_ready``.
 
     The layers, outside in: metrics (unless ``settings.metrics`` is False), the
-    lifespan, ``POST /invocations`` straight to its endpoint, Starlette for the rest.
+    lifespan, ``POST /invocations`` straight to its endpoint, Starlette for the rest,
+    the Open Inference Protocol's ``/v2`` routes among them (unless ``settings.v2`` is False).
     """
     metrics = Metrics() if settings.metrics else None
     state = ServerState(settings=settings, metrics=metrics)
-    invocations = Invocations(state)
+    invocations = ScoringEndpoint(state, MlflowScoring(state))
     docs = ApiDocs(settings)
     routes = [
         Route("/ping", handlers.ping, methods=["GET"]),
@@ -44,6 +46,8 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
         Route("/openapi.json", docs.openapi_json, methods=["GET"]),
         Route("/docs", docs.docs_page, methods=["GET"]),
     ]
+    if settings.v2:
+        routes += v2_routes(state)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: handlers.http_error, Exception: handlers.server_error},

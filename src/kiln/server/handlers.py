@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -57,14 +58,16 @@ async def metrics(request: Request) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's 404 and 405 as JSON errors."""
+    """Starlette's 404 and 405 as JSON errors (under ``/v2``: the protocol's ``{"error": ...}``)."""
     assert isinstance(exc, HTTPException)
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        return _v2_error(request, exc)
     if exc.status_code == 404:
         return error_response(
             404,
             ENDPOINT_NOT_FOUND,
             f"no endpoint at {request.url.path!r}; the scoring server serves "
-            "/ping, /health, /version, /invocations and /metrics",
+            "/ping, /health, /version, /invocations, /metrics and /v2",
         )
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
@@ -75,6 +78,26 @@ async def http_error(request: Request, exc: Exception) -> Response:
             headers=exc.headers,
         )
     return error_response(exc.status_code, BAD_REQUEST, str(exc.detail), headers=exc.headers)
+
+
+def _v2_error(request: Request, exc: HTTPException) -> Response:
+    path = request.url.path
+    if exc.status_code == 404:
+        off = _state(request).settings.v2 is False
+        message = (
+            f"no endpoint at {path!r}: the V2 endpoints are turned off (KILN_V2=false)"
+            if off
+            else f"no endpoint at {path!r}; the V2 endpoints are /v2, /v2/health/live, "
+            "/v2/health/ready and /v2/models/{name}[/versions/{version}][/ready|/infer]"
+        )
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"method {request.method} is not allowed on {path!r} (allowed: {allowed})"
+    else:
+        message = str(exc.detail)
+    return Response(
+        orjson.dumps({"error": message}), exc.status_code, headers=exc.headers, media_type=JSON_MEDIA_TYPE
+    )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

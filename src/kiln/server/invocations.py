@@ -1,4 +1,11 @@
-"""``POST /invocations`` as a plain ASGI endpoint: headers -> body -> predict lane -> JSON answer.
+"""The scoring endpoints as plain ASGI: headers -> body -> predict lane -> JSON answer.
+
+``ScoringEndpoint`` holds what every scoring request goes through, whatever its protocol:
+the body limit (413), the worker's queue limit (503 with ``Retry-After``), the predict lane
+and its request timeout (504). A ``ScoringProtocol`` says what is particular: the checks
+on the request's head, the work run on the lane, and the shape of an error body. MLflow's
+``POST /invocations`` is ``MlflowScoring``; the Open Inference Protocol's infer is in
+``kiln.server.v2.routes``.
 
 Plain ASGI rather than Starlette's Request/Response because this is the hot path: for a
 small model the request objects cost as much as the parsing.
@@ -9,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,7 +31,7 @@ from kiln.server.errors import (
     ScoringFailure,
     error_body,
 )
-from kiln.server.overload import RETRY_AFTER_HEADER, QueueGate
+from kiln.server.overload import RETRY_AFTER_HEADER
 from kiln.server.state import ServerState
 from kiln.server.timeout import PredictTimeout
 
@@ -30,17 +39,28 @@ logger = logging.getLogger(__name__)
 
 _JSON_HEADER = (b"content-type", b"application/json")
 
+Work = Callable[[bytes], tuple[int, bytes]]
+"""A request's work on the predict lane: its body -> status and JSON answer."""
+
+
+class ScoringProtocol(Protocol):
+    def prepare(self, scope: Scope) -> Work:
+        """Check the request's head (ScoringFailure to refuse it); the work its body gets."""
+
+    def error(self, status: int, error_code: str, message: str) -> bytes:
+        """The JSON body of an error answer."""
+
 
 class ClientGone(Exception):
     """The client disconnected before sending the whole body."""
 
 
-class Invocations:
-    """The scoring endpoint (``POST /invocations`` reaches it without Starlette's router)."""
+class ScoringEndpoint:
+    """One protocol's scoring endpoint, sharing the worker's queue limit and predict lane."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, protocol: ScoringProtocol) -> None:
         self.state = state
-        self.queue = QueueGate(state.settings.max_queue)
+        self.protocol = protocol
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -48,9 +68,10 @@ class Invocations:
         except ClientGone:
             return
         except Exception as exc:  # a bug in kiln: still a JSON answer, and the trace in the log
-            logger.exception("unhandled error answering POST /invocations")
+            logger.exception("unhandled error answering POST %s", scope["path"])
             status = 500
-            payload = error_body(INTERNAL_ERROR, f"internal error in the scoring server: {exc!r}")
+            message = f"internal error in the scoring server: {exc!r}"
+            payload = self.protocol.error(500, INTERNAL_ERROR, message)
         headers = [_JSON_HEADER, (b"content-length", str(len(payload)).encode())]
         if status == 503:
             # Closing the connection sends the retry through a new one, which the least busy
@@ -61,36 +82,46 @@ class Invocations:
         await send({"type": "http.response.body", "body": payload})
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        state = self.state
+        state, error = self.state, self.protocol.error
         lane = state.lane
         if lane is None:
-            return 503, error_body(TEMPORARILY_UNAVAILABLE, "the model is still loading")
+            return 503, error(503, TEMPORARILY_UNAVAILABLE, "the model is still loading")
         deadline = asyncio.get_running_loop().time() + lane.timeout
-        content_type = length = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                length = value
         try:
-            kind = media_kind(content_type)
-            body = await read_body(receive, length, state.settings.max_body_size)
+            work = self.protocol.prepare(scope)
+            body = await read_body(receive, header(scope, b"content-length"), state.settings.max_body_size)
         except ScoringFailure as exc:
-            return exc.status, error_body(exc.error_code, exc.message)
-        if not self.queue.enter():
-            return 503, self.queue.full_body()
+            return exc.status, error(exc.status, exc.error_code, exc.message)
+        queue = state.queue
+        if not queue.enter():
+            return 503, error(503, TEMPORARILY_UNAVAILABLE, queue.full_message())
         try:
-            return await lane.run(functools.partial(state.score, body, kind), deadline=deadline)
+            return await lane.run(functools.partial(work, body), deadline=deadline)
         except PredictTimeout as exc:
-            return 504, error_body(DEADLINE_EXCEEDED, f"{wording.TIMEOUT}: {exc}")
+            return 504, error(504, DEADLINE_EXCEEDED, f"{wording.TIMEOUT}: {exc}")
         finally:
-            self.queue.leave()
+            queue.leave()
+
+
+class MlflowScoring:
+    """MLflow's ``POST /invocations``: JSON, CSV or parquet by Content-Type; MLflow's error bodies."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def prepare(self, scope: Scope) -> Work:
+        content_type = header(scope, b"content-type")
+        kind = media_kind(None if content_type is None else content_type.decode("latin-1"))
+        return functools.partial(self.state.score, kind=kind)
+
+    def error(self, status: int, error_code: str, message: str) -> bytes:
+        return error_body(error_code, message)
 
 
 class Dispatch:
     """``POST /invocations`` straight to its endpoint; everything else (and lifespan) to Starlette."""
 
-    def __init__(self, app: ASGIApp, invocations: Invocations) -> None:
+    def __init__(self, app: ASGIApp, invocations: ScoringEndpoint) -> None:
         self.app = app
         self.invocations = invocations
 
@@ -99,6 +130,14 @@ class Dispatch:
             await self.invocations(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the request header ``name`` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 async def read_body(receive: Receive, length: bytes | None, limit: int) -> bytes:

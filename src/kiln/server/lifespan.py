@@ -20,6 +20,7 @@ from kiln.server.loader import load_model
 from kiln.server.predict import Predictor
 from kiln.server.state import ServerState
 from kiln.server.timeout import PredictLane
+from kiln.server.v2.metadata import describe_model
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ async def load(state: ServerState) -> None:
         settings.request_timeout,
         on_timeout=metrics.predict_timeout if metrics is not None else None,
     )
+    if settings.v2:
+        state.v2 = describe_model(
+            model.metadata, name=settings.v2_model_name, version=settings.v2_model_version
+        )
     state.predictor = predictor
 
 

@@ -9,7 +9,9 @@ it returns, and calls ``mark_worker_dead(pid)`` when a worker exits. Without
 Metrics: ``kiln_requests_total{method,path,status}``,
 ``kiln_request_duration_seconds{path}`` (histogram), ``kiln_requests_in_flight`` and
 ``kiln_predict_timeouts_total{state}`` (``queued``: dropped before it ran; ``running``:
-the worker is being replaced). Paths other than the app's own are counted as ``other``.
+the worker is being replaced). The V2 paths are counted by their template, with the model's
+name and version as ``{name}`` and ``{version}`` (``/v2/models/{name}/infer``); other paths
+than the app's own as ``other``.
 """
 
 from __future__ import annotations
@@ -109,6 +111,25 @@ class Metrics:
         return generate_latest(self._registry), CONTENT_TYPE_LATEST
 
 
+V2_PATHS = frozenset({"/v2", "/v2/health/live", "/v2/health/ready"})
+V2_MODEL_ENDINGS = ("", "/ready", "/infer")
+
+
+def metric_path(path: str) -> str:
+    """The ``path`` label of a request: the path, a V2 template, or ``other``."""
+    if path in KNOWN_PATHS or path in V2_PATHS:
+        return path
+    if not path.startswith("/v2/models/"):
+        return "other"
+    parts = path[len("/v2/models/") :].split("/")
+    template = "/v2/models/{name}"
+    if len(parts) >= 3 and parts[1] == "versions":
+        template += "/versions/{version}"
+        parts = parts[2:]
+    ending = "/" + "/".join(parts[1:]) if len(parts) > 1 else ""
+    return template + ending if ending in V2_MODEL_ENDINGS and parts[0] else "other"
+
+
 class MetricsMiddleware:
     """Counts every HTTP request by method, path and status, and times it."""
 
@@ -122,7 +143,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        path = metric_path(scope["path"])
 
         async def send_and_record(message: Message) -> None:
             nonlocal status

@@ -8,15 +8,14 @@ predicted in its worker is answered at once with 503 ``TEMPORARILY_UNAVAILABLE``
 ``Retry-After``, so a client or load balancer can go elsewhere or back off, and the
 admitted requests wait at most ``max_queue`` predictions.
 
-A request counts from the moment its body has been read to the moment its answer is
-ready: a client uploading slowly holds no place in the queue. ``/ping``, ``/health``,
-``/version`` and ``/metrics`` never count and are never refused, so health probes keep
-answering under any load. The design, and how the default was chosen: docs/scoring.md.
+A scoring request (``/invocations`` or a V2 infer) counts from the moment its body has been
+read to the moment its answer is ready: a client uploading slowly holds no place in the
+queue. ``/ping``, ``/health``, ``/version``, ``/metrics`` and the V2 health and metadata
+endpoints never count and are never refused, so health probes keep answering under any load.
+The design, and how the default was chosen: docs/scoring.md.
 """
 
 from __future__ import annotations
-
-from kiln.server.errors import TEMPORARILY_UNAVAILABLE, error_body
 
 RETRY_AFTER_SECONDS = 1
 """The ``Retry-After`` of every 503: long enough for the queue to move, short enough not to idle."""
@@ -45,10 +44,9 @@ class QueueGate:
     def leave(self) -> None:
         self.held -= 1
 
-    def full_body(self) -> bytes:
-        """The JSON answer for a refused request."""
-        return error_body(
-            TEMPORARILY_UNAVAILABLE,
+    def full_message(self) -> str:
+        """What a refused request is told."""
+        return (
             f"this worker already holds {self.limit} scoring requests (KILN_MAX_QUEUE={self.limit}); "
-            f"retry after {RETRY_AFTER_SECONDS} s",
+            f"retry after {RETRY_AFTER_SECONDS} s"
         )

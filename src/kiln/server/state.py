@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kiln.server.content import MediaKind
 from kiln.server.errors import INTERNAL_ERROR, ScoringFailure, from_exception
 from kiln.server.metrics import Metrics
+from kiln.server.overload import QueueGate
 from kiln.server.parsing import parse_request
 from kiln.server.predict import Predictor
 from kiln.server.serialize import predictions_json
 from kiln.server.timeout import PredictLane
+from kiln.server.v2.metadata import V2Model
 from kiln.settings import RuntimeSettings
 
 
 @dataclass
 class ServerState:
-    """``predictor`` and ``lane`` are set once the model is loaded."""
+    """``predictor``, ``lane`` and ``v2`` are set once the model is loaded."""
 
     settings: RuntimeSettings
     metrics: Metrics | None
     mlflow_version: str = "unknown"
     predictor: Predictor | None = None
     lane: PredictLane | None = None
+    v2: V2Model | None = None
+    """The model as the V2 endpoints describe it (None with ``settings.v2`` off)."""
+    queue: QueueGate = field(init=False)
+    """The worker's queue limit, shared by every scoring endpoint."""
+
+    def __post_init__(self) -> None:
+        self.queue = QueueGate(self.settings.max_queue)
 
     def score(self, body: bytes, kind: MediaKind) -> tuple[int, bytes]:
         """Status and JSON body for one request body (runs on the predict lane)."""
