@@ -6,6 +6,7 @@
     linux-64/kiln-probe-1.0.0-py311_0.tar.bz2     native library with a binary placeholder (probe.py)
     linux-64/numpy-..., scipy-..., scikit-learn-..., pandas-...   manylinux wheels repackaged
     noarch/pip-..., joblib-..., threadpoolctl-..., six-..., ...    pure wheels repackaged (noarch: python)
+    (the wheels as ``.conda``, CPython and kiln-probe as ``.tar.bz2``: both formats are exercised)
     */repodata.json                                   written by rattler's indexer (``index_fs``)
 
 Each group of packages is cached under ``.cache/conda-channel/pkgs/<sha256 of its inputs>/``
@@ -42,6 +43,8 @@ WHEEL_PINS = (
     "scipy==1.17.1",
     "scikit-learn==1.9.1",
     "joblib==1.6.0",
+    "cloudpickle==3.1.3",
+    "narwhals==2.29.0",
     "threadpoolctl==3.8.0",
     "pandas==3.1.1",
     "python-dateutil==2.9.0.post0",
@@ -77,6 +80,7 @@ def build_channel(report: Callable[[str], None] | None = None) -> Path:
         _cached(built["probe"], lambda out: _probe(root, built["python"], out), say, "kiln-probe")
         _cached(built["wheels"], lambda out: _wheels(root, out), say, "repackaged wheels")
         _assemble(channel, built.values())
+        _prune(root, keep={channel, *built.values()})
         say(f"indexed the test conda channel at {channel}")
         return channel
 
@@ -147,12 +151,19 @@ def _assemble(channel: Path, groups: object) -> None:
     for subdir in SUBDIRS:
         (temporary / subdir).mkdir(parents=True)
     for group in groups:  # type: ignore[attr-defined]
-        for package in sorted(Path(group).glob("*/*.tar.bz2")):
+        for package in sorted([*Path(group).glob("*/*.tar.bz2"), *Path(group).glob("*/*.conda")]):
             os.link(package, temporary / package.parent.name / package.name)
     asyncio.run(rattler.index.index_fs(temporary, write_zst=False, write_shards=False, force=True))
     if channel.exists():
         shutil.rmtree(channel)
     os.replace(temporary, channel)
+
+
+def _prune(root: Path, keep: set[Path]) -> None:
+    """Remove channels and package groups of earlier builder versions."""
+    for stale in [*root.glob("channel-*"), *(root / "pkgs").glob("*")]:
+        if stale.is_dir() and stale not in keep:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _inputs(*files: str, extra: str) -> str:

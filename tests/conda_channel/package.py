@@ -1,6 +1,8 @@
 """Write a real conda package (``.tar.bz2``) from a staged directory, byte for byte reproducible.
 
-The archive holds the files and ``info/``: ``index.json``, ``paths.json`` (with the
+Two formats, as conda-forge ships both: ``.tar.bz2`` (one bzip2 tar) and ``.conda`` (a zip of
+``metadata.json``, ``info-*.tar.zst`` and ``pkg-*.tar.zst``; much faster to extract). The
+archive holds the files and ``info/``: ``index.json``, ``paths.json`` (with the
 ``prefix_placeholder`` and ``file_mode`` of every file that contains the build prefix),
 ``files``, ``has_prefix`` (the older form of the same facts) and, for noarch python
 packages, ``link.json``. A file with a NUL byte is a ``binary`` placeholder file, others
@@ -15,10 +17,13 @@ import io
 import json
 import os
 import tarfile
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import zstandard
 
 TIMESTAMP_MS = 1_700_000_000_000
 """One fixed build time for every package: the same inputs give the same archive bytes."""
@@ -40,10 +45,15 @@ class PackageMeta:
     """``name = module:function`` console scripts (noarch python packages)."""
     license: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
+    format: Literal[".tar.bz2", ".conda"] = ".tar.bz2"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.name}-{self.version}-{self.build}"
 
     @property
     def filename(self) -> str:
-        return f"{self.name}-{self.version}-{self.build}.tar.bz2"
+        return self.stem + self.format
 
     def index_json(self) -> dict[str, Any]:
         arch, platform = (None, None) if self.subdir == "noarch" else ("x86_64", "linux")
@@ -76,16 +86,40 @@ def write_package(staged: Path, meta: PackageMeta, out_dir: Path, *, placeholder
         info.size = len(data)
         members.append((_normalise(info, 0o644), data))
     members.sort(key=lambda item: (not item[0].name.startswith("info/"), item[0].name))
+    target = out_dir / meta.subdir / meta.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    if meta.format == ".conda":
+        temporary.write_bytes(_conda_archive(meta, members))
+    else:
+        temporary.write_bytes(bz2.compress(_tar(members), compresslevel=5))
+    os.replace(temporary, target)
+    return target
+
+
+def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    target = out_dir / meta.subdir / meta.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_bytes(bz2.compress(raw.getvalue(), compresslevel=5))
-    os.replace(temporary, target)
-    return target
+    return raw.getvalue()
+
+
+def _conda_archive(meta: PackageMeta, members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """The ``.conda`` format: an uncompressed zip of two zstd-compressed tars and a version file."""
+    compressor = zstandard.ZstdCompressor(level=10)
+    info = [member for member in members if member[0].name.startswith("info/")]
+    files = [member for member in members if not member[0].name.startswith("info/")]
+    parts = {
+        "metadata.json": json.dumps({"conda_pkg_format_version": 2}).encode(),
+        f"pkg-{meta.stem}.tar.zst": compressor.compress(_tar(files)),
+        f"info-{meta.stem}.tar.zst": compressor.compress(_tar(info)),
+    }
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in parts.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2023, 11, 14, 22, 13, 20)), data)
+    return raw.getvalue()
 
 
 _Entry = tuple[str, str, str, int, str | None]

@@ -83,6 +83,8 @@ def install_conda_environment(
                 f"installing the conda environment into {str(target_dir)!r} failed: "
                 f"{redact_channel_text(str(exc))[:500]}"
             ) from exc
+    # rattler tags the prefix as a cache directory (backup tools skip it); an image needs no tag.
+    (target_dir / "CACHEDIR.TAG").unlink(missing_ok=True)
     _clean_records(target_dir, lock)
     _write_locks(target_dir, lock)
     say(f"installed {len(lock.packages)} conda packages for {prefix}")
