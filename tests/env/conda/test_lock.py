@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from rattler.explicit_environment import ExplicitEnvironmentSpec
 
-from kiln.env.conda import CondaConfig, CondaLock, lock_conda_environment, parse_conda_environment
+from kiln.env.conda import (
+    CondaConfig,
+    CondaLock,
+    fetch_conda_packages,
+    lock_conda_environment,
+    parse_conda_environment,
+)
 from kiln.env.spec import TargetPlatform
 from kiln.errors import DependencyError
 from tests.conda_channel.serve import ChannelServer
@@ -116,3 +122,26 @@ def test_unsatisfiable_specs_carry_the_solvers_explanation(
     assert "the conda specs cannot be satisfied for linux-64" in caught.value.message
     assert "'numpy<2'" in caught.value.message
     assert caught.value.hint and "rattler says:" in caught.value.hint and "numpy" in caught.value.hint
+
+
+def test_channels_from_the_hosts_condarc_with_its_alias_and_mirrors(
+    conda_channel: ChannelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conda.yaml says 'conda-forge'; .condarc sends it through a mirror (here: the loopback channel)."""
+    condarc = tmp_path / "condarc"
+    condarc.write_text(
+        "channels: [conda-forge]\n"
+        "channel_alias: https://conda.example.invalid\n"
+        f"mirrored_channels:\n  conda-forge: ['{conda_channel.url}']\n"
+    )
+    monkeypatch.setenv("CONDARC", str(condarc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    env = parse_conda_environment({"dependencies": ["python=3.11", "six"]}, origin="conda.yaml")
+    conda_channel.requests.clear()
+    locked = lock_conda_environment(env, target=TARGET, cache_dir=tmp_path)
+    assert locked.channels == ("https://conda.example.invalid/conda-forge",)
+    six = locked.package("six")
+    assert six is not None and six.url.startswith("https://conda.example.invalid/conda-forge/noarch/")
+    fetched = fetch_conda_packages(locked, tmp_path / "pkgs", cache_dir=tmp_path)  # through the mirror too
+    assert len(fetched.files) == len(locked.packages)
+    assert any(r.path == f"/channel/noarch/{six.filename}" for r in conda_channel.requests)

@@ -65,8 +65,12 @@ class CondaConfig:
         return (f"{base.rstrip('/')}/{channel}",)
 
     def mirrors(self, channel: str, url: str) -> tuple[str, ...]:
-        """The mirrors configured for a channel, looked up by its name or its URL."""
-        return self.mirrored_channels.get(channel) or self.mirrored_channels.get(url) or ()
+        """The mirrors configured for a channel, whether .condarc keys it by name or by URL."""
+        url = url.rstrip("/")
+        for key, mirrors in self.mirrored_channels.items():
+            if key in (channel, url) or url in self.channel_urls(key):
+                return mirrors
+        return ()
 
     @property
     def ca_bundle(self) -> str | None:
