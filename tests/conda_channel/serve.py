@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,8 @@ class ChannelServer:
     token: str = field(default_factory=lambda: "tk-" + secrets.token_hex(12))
     requests: list[Request] = field(default_factory=list)
     tampered: set[str] = field(default_factory=set)
+    tls: tuple[Path, Path] | None = None
+    """(certificate, key) PEM files: serve HTTPS instead of HTTP."""
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -45,28 +48,36 @@ class ChannelServer:
         return self._server.server_address[1]
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def url(self) -> str:
         """The open channel."""
-        return f"http://127.0.0.1:{self.port}/channel"
+        return f"{self.scheme}://127.0.0.1:{self.port}/channel"
 
     @property
     def private_url(self) -> str:
         """The basic-auth channel, without credentials."""
-        return f"http://127.0.0.1:{self.port}/private"
+        return f"{self.scheme}://127.0.0.1:{self.port}/private"
 
     @property
     def basic_auth_url(self) -> str:
         """The basic-auth channel with its credentials in the URL."""
-        return f"http://{self.user}:{self.password}@127.0.0.1:{self.port}/private"
+        return f"{self.scheme}://{self.user}:{self.password}@127.0.0.1:{self.port}/private"
 
     @property
     def token_url(self) -> str:
         """The token channel, ``/t/<token>/private`` as anaconda.org spells it."""
-        return f"http://127.0.0.1:{self.port}/t/{self.token}/private"
+        return f"{self.scheme}://127.0.0.1:{self.port}/t/{self.token}/private"
 
     def start(self) -> ChannelServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         threading.Thread(target=server.serve_forever, name="conda-channel", daemon=True).start()
         return self
