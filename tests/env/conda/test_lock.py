@@ -50,8 +50,17 @@ def test_the_lock_names_every_package_with_its_url_and_the_sha256_of_the_served_
     parsed = ExplicitEnvironmentSpec.from_str(text)
     assert str(parsed.platform) == "linux-64"
     assert [entry.url for entry in parsed.packages] == [p.explicit_line for p in locked.packages]
-    assert locked.digest == lock(conda_channel.url, "python=3.11", "scikit-learn", "kiln-probe",
-                                 cache=tmp_path).digest  # fmt: skip
+
+
+def test_a_second_lock_of_the_same_inputs_is_the_cached_solve(
+    conda_channel: ChannelServer, tmp_path: Path
+) -> None:
+    first = lock(conda_channel.url, "python=3.11", "kiln-probe", cache=tmp_path)
+    conda_channel.requests.clear()
+    again = lock(conda_channel.url, "python=3.11", "kiln-probe", cache=tmp_path)
+    assert again == first and again.digest == first.digest
+    assert conda_channel.requests == []  # the channel was not asked again
+    assert lock(conda_channel.url, "python=3.11", "six", cache=tmp_path).package("six") is not None
 
 
 def test_the_pip_section_is_locked_with_hashes_without_what_conda_installs(

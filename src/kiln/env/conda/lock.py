@@ -1,5 +1,8 @@
 """Solve a conda environment on the host with rattler and lock it: every package's URL and sha256.
 
+A finished solve is cached by its inputs (``kiln.env.conda.solved``), so rebuilding the same
+environment locks the same packages without asking the channels again.
+
 The lock is an ``@EXPLICIT`` file (``conda create --file`` and rattler read it) whose lines
 are ``<bare URL>#sha256:<hex>``, plus the ``pip:`` section locked by uv with hashes for the
 environment's own Python (``kiln.env.conda.pip``). Its digest labels the image. The solve
@@ -24,6 +27,7 @@ from kiln.env.conda.condarc import CondaConfig, read_condarc
 from kiln.env.conda.environment import CondaEnvironment
 from kiln.env.conda.errors import explain_solve_failure, missing_packages, unreachable_channel
 from kiln.env.conda.pip import lock_pip_section
+from kiln.env.conda.solved import load_solve, solve_key, store_solve
 from kiln.env.lockfile import ensure_no_credentials
 from kiln.env.spec import TargetPlatform
 from kiln.errors import DependencyError
@@ -138,11 +142,16 @@ def lock_conda_environment(
     channels = resolve_channels(environment.channels, config)
     pip_lines = tuple(environment.pip if pip_requirements is None else pip_requirements) + tuple(runtime)
     specs = _specs(environment.specs, target, needs_pip=bool(pip_lines))
-    say(f"solving {len(specs)} conda specs for {subdir} from {channels.describe()}")
-    records = asyncio.run(_solve(channels, config, specs, subdir, target, cache_dir))
-    packages = tuple(sorted((_package(record) for record in records), key=lambda package: package.name))
+    key = solve_key(channels, specs, subdir, target.glibc)
+    packages = load_solve(cache_dir, key)
+    cached = packages is not None
+    if packages is None:
+        say(f"solving {len(specs)} conda specs for {subdir} from {channels.describe()}")
+        records = asyncio.run(_solve(channels, config, specs, subdir, target, cache_dir))
+        packages = tuple(sorted((_package(record) for record in records), key=lambda package: package.name))
+        store_solve(cache_dir, key, packages)
     lock = CondaLock(subdir, channels.urls, specs, packages)
-    say(f"locked {len(packages)} conda packages")
+    say(f"locked {len(packages)} conda packages" + (" (solve from cache)" if cached else ""))
     if pip_lines:
         pip_target = dataclasses.replace(target, python_version=lock.python_version)
         pip_lock = lock_pip_section(pip_lines, runtime=tuple(runtime), packages=packages, target=pip_target,
