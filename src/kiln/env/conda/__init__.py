@@ -8,6 +8,8 @@ The public API (the backends call these; the modules behind them are private)::
     lock_conda_environment(env, target=..., pip_requirements=..., runtime=...) -> CondaLock
     fetch_conda_packages(lock, dest, channels=env.channels) -> FetchedPackages
     install_conda_environment(lock, packages_dir, target_dir, prefix=CONDA_ENV_DIR) -> Path
+    prepare_conda_environment(env, target=..., work_dir=..., ...) -> PreparedCondaEnvironment
+        (lock + fetch conda packages + write conda.lock/conda-pip.lock + fetch the pip wheels)
 
 ``CondaLock.explicit()`` is the ``@EXPLICIT`` lock (URL and sha256 of every package),
 ``CondaLock.pip_lock`` the pip section's hashed lock, ``CondaLock.digest`` their digest.
@@ -25,6 +27,7 @@ from kiln.env.conda.environment import (
 from kiln.env.conda.fetch import FetchedPackages, fetch_conda_packages
 from kiln.env.conda.install import LOCK_FILE, PIP_LOCK_FILE, install_conda_environment
 from kiln.env.conda.lock import CondaLock, CondaPackage, conda_subdir, lock_conda_environment
+from kiln.env.conda.prepare import PreparedCondaEnvironment, prepare_conda_environment
 
 __all__ = [
     "LOCK_FILE",
@@ -34,12 +37,14 @@ __all__ = [
     "CondaLock",
     "CondaPackage",
     "FetchedPackages",
+    "PreparedCondaEnvironment",
     "conda_environment",
     "conda_subdir",
     "fetch_conda_packages",
     "install_conda_environment",
     "lock_conda_environment",
     "parse_conda_environment",
+    "prepare_conda_environment",
     "read_conda_environment",
     "read_condarc",
     "write_conda_file",
