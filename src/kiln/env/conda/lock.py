@@ -154,8 +154,9 @@ def lock_conda_environment(
     say(f"locked {len(packages)} conda packages" + (" (solve from cache)" if cached else ""))
     if pip_lines:
         pip_target = dataclasses.replace(target, python_version=lock.python_version)
-        pip_lock = lock_pip_section(pip_lines, runtime=tuple(runtime), packages=packages, target=pip_target,
-                                    cache_dir=cache_dir)  # fmt: skip
+        pip_lock = lock_pip_section(
+            pip_lines, runtime=tuple(runtime), packages=packages, target=pip_target, cache_dir=cache_dir
+        )
         lock = dataclasses.replace(lock, pip_lock=pip_lock, pip_requirements=pip_lines)
     ensure_no_credentials(lock.explicit(), "the conda lock")
     return lock
