@@ -87,6 +87,8 @@ ENV_INSTALL_MISSING = ("KILN_INSTALL_MISSING_REQUIREMENTS",)
 ENV_MODEL_AGNOSTIC = ("KILN_MODEL_AGNOSTIC",)
 """Set to ``true`` by kiln in model-agnostic images: the runtime checks a mounted model's
 requirements against the installed environment before loading it."""
+ENV_ACCELERATOR = ("KILN_ACCELERATOR",)
+"""``cuda`` in CUDA images: one worker per visible GPU, each pinned to its own (``cpu`` otherwise)."""
 ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
 """The nginx executable to run; unset: ``nginx`` on $PATH, then /usr/sbin/nginx."""
 ENV_V2 = ("KILN_V2",)
@@ -121,6 +123,10 @@ LABEL_ENV_MANAGER = f"{LABEL_PREFIX}.env-manager"
 LABEL_LOCK_DIGEST = f"{LABEL_PREFIX}.lock.digest"
 LABEL_PYTHON_VERSION = f"{LABEL_PREFIX}.python.version"
 LABEL_MODEL_AGNOSTIC = f"{LABEL_PREFIX}.model-agnostic"
+LABEL_SYSTEM_PACKAGES = f"{LABEL_PREFIX}.system-packages"
+"""The Debian packages kiln added to the base: nginx, a JRE, --system-package, native-library needs."""
+LABEL_ACCELERATOR = f"{LABEL_PREFIX}.accelerator"
+"""``cpu`` or ``cuda``: whose builds of accelerated packages the environment holds."""
 
 # --- choices -------------------------------------------------------------------------------
 EnvManager = Literal["virtualenv", "uv", "conda", "local"]

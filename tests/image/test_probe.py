@@ -66,3 +66,9 @@ def test_probe_the_test_base_image(docker_builder: object, tmp_path: Path) -> No
     assert info.has_apt and not info.has_nginx
     assert info.glibc == "2.36" and info.os_arch == "linux/amd64"
     assert info.image_id.startswith("sha256:")
+    # What the native-library check compares the wheels' needs with: the base's shared libraries
+    # and its Debian packages (the slim base has libc6 and libstdc++6, not libgomp1).
+    assert info.codename == "bookworm"
+    assert "/usr/lib/x86_64-linux-gnu/libstdc++.so.6" in info.libraries
+    assert not any("libgomp" in path for path in info.libraries)
+    assert {"libc6", "libstdc++6", "apt"} <= set(info.packages) and "libgomp1" not in info.packages

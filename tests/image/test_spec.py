@@ -97,5 +97,37 @@ def test_lock_digest_is_of_the_scrubbed_lock(make_env: MakeEnv) -> None:
     assert digest == "sha256:" + hashlib.sha256(scrubbed.encode()).hexdigest()
 
 
+def test_system_packages_follow_nginx_and_the_jre_and_are_labelled(
+    make_env: MakeEnv, model: ModelInfo
+) -> None:
+    base = python_slim()
+    options = ImageOptions(
+        base_image=base.image, install_java=True, system_packages=("libgomp1", "nginx", "curl")
+    )
+    spec = build_image_spec(
+        model, make_env("virtualenv"), base, plan_python("virtualenv", "3.11", base), options
+    )
+    assert spec.system_packages == ("nginx", "default-jre-headless", "libgomp1", "curl")
+    labels = dict(spec.labels)
+    assert labels["io.kiln.system-packages"] == "nginx,default-jre-headless,libgomp1,curl"
+    assert labels["io.kiln.accelerator"] == "cpu"
+    assert "NVIDIA_VISIBLE_DEVICES" not in dict(spec.environment)
+
+
+def test_a_cuda_image_says_so_to_the_nvidia_toolkit_and_the_runtime(
+    make_env: MakeEnv, model: ModelInfo
+) -> None:
+    base = python_slim()
+    options = ImageOptions(base_image=base.image, accelerator="cuda")
+    spec = build_image_spec(
+        model, make_env("virtualenv"), base, plan_python("virtualenv", "3.11", base), options
+    )
+    environment = dict(spec.environment)
+    assert environment["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert environment["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert environment["KILN_ACCELERATOR"] == "cuda"
+    assert dict(spec.labels)["io.kiln.accelerator"] == "cuda"
+
+
 def _options(base_image: str) -> ImageOptions:
     return ImageOptions(base_image=base_image, model_uri=str(Path("/models/m")))

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from kiln import contract
 from kiln.errors import UsageError
+from kiln.image.system_packages import check_package_names
 from kiln.oci.reference import parse_reference
 
 Backend = Literal["docker", "oci"]
@@ -117,6 +118,11 @@ class RecipeOptions:
     labels: Mapping[str, str] = pairs_option(
         Cli(("--label",), pairs=True, metavar="KEY=VALUE", help="Add an image label.")
     )
+    system_packages: tuple[str, ...] = option((), Cli(
+        ("--system-package",), multiple=True, metavar="NAME",
+        help="A Debian package to add from the base image's own apt sources (repeatable), e.g. libgomp1. "
+        "Packages for shared libraries the wheels need and the base lacks are added without asking.",
+    ))  # fmt: skip
     accelerator: Literal["auto", "cpu", "cuda"] = option("auto", Cli(
         ("--accelerator",), choices=("auto", "cpu", "cuda"), show_default=True,
         help="The hardware the image serves on: cpu (CPU builds of packages that have one, e.g. "
@@ -131,6 +137,7 @@ class RecipeOptions:
         # Sequences and mappings given by API callers are frozen here, once.
         object.__setattr__(self, "requirements", tuple(self.requirements))
         object.__setattr__(self, "labels", dict(self.labels))
+        object.__setattr__(self, "system_packages", check_package_names(self.system_packages))
         if self.accelerator not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown accelerator {self.accelerator!r} (expected one of auto, cpu, cuda)")
         if self.platform is not None:

@@ -18,6 +18,7 @@ from kiln.image.base import PythonPlan, default_base_image, describe_mismatch, p
 from kiln.image.interpreter import fetch_python
 from kiln.image.probe import BaseImageInfo, assumed_python_slim
 from kiln.image.spec import ImageOptions, ImageSpec, build_image_spec
+from kiln.image.system_packages import decide_system_packages
 from kiln.model.info import ModelInfo
 from kiln.model.inputs import BuildInputs
 from kiln.progress import Progress
@@ -68,6 +69,9 @@ def prepare(
     env = _resolve(recipe, inputs, env_model, plan, base, work, progress)
     for note in env.notes:
         progress.note(note)
+    system = decide_system_packages(recipe.system_packages, env, base, say=progress.detail)
+    for note in system.notes:
+        progress.note(note)
     options = ImageOptions(
         base_image=image,
         install_java=recipe.install_java,
@@ -76,6 +80,8 @@ def prepare(
         model_uri=inputs.model_uri,
         # What the URI resolved to (run, registered version), then the user's own labels.
         labels=(*inputs.model_labels, *recipe.labels.items()),
+        system_packages=system.packages,
+        accelerator=env.accelerator,
     )
     spec = build_image_spec(inputs.model, env, base, plan, options)
     return Prepared(spec, env, inputs.model.path if inputs.model else None, python_dir)

@@ -16,6 +16,14 @@ from kiln import contract
 PYTHON_MINORS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
 """The ``pythonX.Y`` interpreters a base image is searched for (shell probe and file probe)."""
 
+LIBRARY_DIRS = (
+    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+    "/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib",
+)  # fmt: skip
+"""Where the dynamic linker looks by default on Debian-like bases: the libraries a base provides
+(both probes list the shared libraries found here)."""
+
 WORKDIR = contract.KILN_HOME
 EXPOSED_PORT = contract.PORT
 STOP_SIGNAL = contract.STOP_SIGNAL

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kiln.errors import BuildError
-from kiln.image.facts import PYTHON_MINORS
+from kiln.image.facts import LIBRARY_DIRS, PYTHON_MINORS
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,14 @@ for v in @MINORS@; do
 done
 for t in nginx apt-get; do echo "$t=$(command -v "$t" 2>/dev/null)"; done
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')"
-if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=${ID:-}:${VERSION_ID:-}"; fi
+if [ -r /etc/os-release ]; then
+  . /etc/os-release; echo "os=${ID:-}:${VERSION_ID:-}"; echo "codename=${VERSION_CODENAME:-}"
+fi
+for d in @LIBDIRS@; do
+  [ -d "$d" ] && for f in "$d"/*.so*; do [ -e "$f" ] && echo "lib=$f"; done
+done
+command -v dpkg-query >/dev/null 2>&1 &&
+  dpkg-query -W -f='${db:Status-Status} ${Package}\n' 2>/dev/null | sed -n 's/^installed /pkg=/p'
 p=$(command -v python3 2>/dev/null || command -v python 2>/dev/null) && "$p" -c '
 import sys
 print("python_version=%d.%d.%d" % sys.version_info[:3])
@@ -34,7 +41,7 @@ except Exception:
     pass
 '
 exit 0
-""".replace("@MINORS@", " ".join(PYTHON_MINORS))
+""".replace("@MINORS@", " ".join(PYTHON_MINORS)).replace("@LIBDIRS@", " ".join(LIBRARY_DIRS))
 """A POSIX sh script printing ``key=value`` lines; run with ``--entrypoint /bin/sh``."""
 
 
@@ -60,6 +67,12 @@ class BaseImageInfo:
     """The pip importable by the default interpreter, if any."""
     os_release: str | None = None
     """``debian:12`` from /etc/os-release."""
+    codename: str | None = None
+    """``bookworm`` (VERSION_CODENAME): which Debian release's packages fit the base."""
+    libraries: tuple[str, ...] = ()
+    """Shared libraries in the linker's default directories (``/usr/lib/x86_64-linux-gnu/libz.so.1``)."""
+    packages: tuple[str, ...] = ()
+    """Installed Debian packages (dpkg's database), sorted."""
 
     @property
     def python_minor(self) -> str | None:
@@ -98,7 +111,16 @@ def parse_probe_output(image: str, image_id: str, os_arch: str, text: str) -> Ba
         has_apt=bool(values.get("apt-get")),
         pip_version=values.get("pip") or None,
         os_release=values.get("os") or None,
+        codename=values.get("codename") or None,
+        libraries=tuple(sorted(_all(text, "lib"))),
+        packages=tuple(sorted(_all(text, "pkg"))),
     )
+
+
+def _all(text: str, key: str) -> set[str]:
+    """Every value of a key the probe prints once per item (``lib=``, ``pkg=``)."""
+    prefix = key + "="
+    return {line.strip()[len(prefix) :] for line in text.splitlines() if line.strip().startswith(prefix)}
 
 
 def assumed_python_slim(image: str, minor: str) -> BaseImageInfo:
@@ -126,7 +148,8 @@ class ProbeCache:
         self.directory = directory
 
     def _path(self, image_id: str, os_arch: str) -> Path:
-        key = image_id.replace(":", "-") + "-" + os_arch.replace("/", "-")
+        # v2: the probe also lists libraries and packages; earlier entries lack them.
+        key = "v2-" + image_id.replace(":", "-") + "-" + os_arch.replace("/", "-")
         return self.directory / f"{key}.json"
 
     def get(self, image: str, image_id: str, os_arch: str) -> BaseImageInfo | None:

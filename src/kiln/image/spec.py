@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from kiln import contract
+from kiln.env.accelerators import Accelerator
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
 from kiln.image import facts
@@ -56,6 +57,10 @@ class ImageOptions:
     model_uri: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
     """The user's ``--label`` values; they win over kiln's."""
+    system_packages: tuple[str, ...] = ()
+    """Debian packages to add beyond nginx and the JRE: ``--system-package`` and native-library needs."""
+    accelerator: Accelerator = "cpu"
+    """``cuda``: the image says so to the NVIDIA container toolkit and to kiln's runtime."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ def build_image_spec(
         packages.append(NGINX_PACKAGE)
     if options.install_java:
         packages.append(JAVA_PACKAGE)
+    packages += [name for name in options.system_packages if name not in packages]
     if packages and not base.has_apt:
         raise BuildError(
             f"base image {base.image!r} has no apt-get, so kiln cannot install {', '.join(packages)}",
@@ -172,8 +178,8 @@ def build_image_spec(
         java=options.install_java,
         prune_package_tests=not options.keep_package_tests,
         model_agnostic=model is None,
-        labels=_labels(model, env, base, plan, options),
-        environment=_environment(env.env_manager, options.install_java, model is None),
+        labels=_labels(model, env, plan, options, packages),
+        environment=_environment(env.env_manager, options.install_java, model is None, options.accelerator),
         site_packages=site,
         entrypoint=facts.entrypoint(python),
         healthcheck=facts.healthcheck(python),
@@ -216,7 +222,9 @@ def _interpreters(env_manager: str, plan: PythonPlan, base: BaseImageInfo) -> tu
     return source, f"{contract.VENV_DIR}/bin/python", f"{contract.VENV_DIR}/lib/python{minor}/site-packages"
 
 
-def _environment(env_manager: str, java: bool, agnostic: bool) -> tuple[tuple[str, str], ...]:
+def _environment(
+    env_manager: str, java: bool, agnostic: bool, accelerator: Accelerator = "cpu"
+) -> tuple[tuple[str, str], ...]:
     env: list[tuple[str, str]] = []
     if env_manager in ("virtualenv", "uv"):
         env.append(("PATH", f"{contract.VENV_DIR}/bin:$PATH"))
@@ -228,15 +236,23 @@ def _environment(env_manager: str, java: bool, agnostic: bool) -> tuple[tuple[st
         env.append(("JAVA_HOME", "/usr/lib/jvm/default-java"))
     if agnostic:
         env.append((contract.ENV_MODEL_AGNOSTIC[0], "true"))
+    if accelerator == "cuda":
+        # What the NVIDIA container toolkit reads (every GPU the runtime was given, compute only) and
+        # what kiln's runtime reads (one worker per GPU, each pinned).
+        env += [
+            ("NVIDIA_VISIBLE_DEVICES", "all"),
+            ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+            (contract.ENV_ACCELERATOR[0], "cuda"),
+        ]
     return tuple(env)
 
 
 def _labels(
     model: ModelInfo | None,
     env: EnvSpec,
-    base: BaseImageInfo,
     plan: PythonPlan,
     options: ImageOptions,
+    packages: list[str],
 ) -> tuple[tuple[str, str], ...]:
     title = Path(model.path).resolve().name if model is not None else "model-agnostic"
     labels: dict[str, str] = {
@@ -252,7 +268,10 @@ def _labels(
         contract.LABEL_PYTHON_VERSION: plan.version,
         contract.LABEL_LOCK_DIGEST: lock_digest(env),
         contract.LABEL_MODEL_AGNOSTIC: "true" if model is None else "false",
+        contract.LABEL_ACCELERATOR: options.accelerator,
     }
+    if packages:
+        labels[contract.LABEL_SYSTEM_PACKAGES] = ",".join(packages)
     if model is not None:
         if options.model_uri:
             labels[contract.LABEL_MODEL_URI] = strip_credentials(options.model_uri)

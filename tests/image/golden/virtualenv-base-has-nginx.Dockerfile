@@ -62,6 +62,7 @@ LABEL "org.opencontainers.image.title"="kiln: iris_model" \
       "io.kiln.python.version"="3.11" \
       "io.kiln.lock.digest"="sha256:d252ddaa7fff643eb803372e9238144091262254a01205c3e841617fb1f7fe08" \
       "io.kiln.model-agnostic"="false" \
+      "io.kiln.accelerator"="cpu" \
       "io.kiln.model.uri"="https://models.example.com/iris" \
       "io.kiln.model.run-id"="0123456789abcdef" \
       "io.kiln.model.flavors"="python_function,sklearn" \

@@ -67,4 +67,6 @@ LABEL "org.opencontainers.image.title"="kiln: model-agnostic" \
       "io.kiln.env-manager"="virtualenv" \
       "io.kiln.python.version"="3.11" \
       "io.kiln.lock.digest"="sha256:d252ddaa7fff643eb803372e9238144091262254a01205c3e841617fb1f7fe08" \
-      "io.kiln.model-agnostic"="true"
+      "io.kiln.model-agnostic"="true" \
+      "io.kiln.accelerator"="cpu" \
+      "io.kiln.system-packages"="nginx"

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kiln.image.facts import PYTHON_MINORS
+from kiln.image.facts import LIBRARY_DIRS, PYTHON_MINORS
 from kiln.image.probe import BaseImageInfo
 from kiln.oci.basefs import LayerFiles, realpath
 
@@ -46,7 +46,22 @@ def probe_files(
         has_apt=which(files, path, "apt-get") is not None,
         pip_version=_pip_version(files, python, version) if python else None,
         os_release=_os_release(files),
+        codename=_os_field(files, "VERSION_CODENAME"),
+        libraries=tuple(sorted(_libraries(files))),
+        packages=tuple(sorted(packages)),
     )
+
+
+def _libraries(files: LayerFiles) -> set[str]:
+    """The shared libraries in the linker's default directories, as the shell probe lists them."""
+    found: set[str] = set()
+    for directory in LIBRARY_DIRS:
+        for name in files.listdir(directory):
+            path = f"{directory}/{name}"
+            real = realpath(files, path) if ".so" in name else None
+            if real is not None and files.entry(real) is not None:  # as the shell's [ -e ] sees it
+                found.add(path)
+    return found
 
 
 def which(files: LayerFiles, path: str, name: str) -> str | None:
@@ -133,6 +148,17 @@ def _pip_version(files: LayerFiles, python: str, version: str | None) -> str | N
 
 
 def _os_release(files: LayerFiles) -> str | None:
+    values = _os_values(files)
+    if values is None:
+        return None
+    return f"{values.get('ID', '')}:{values.get('VERSION_ID', '')}"
+
+
+def _os_field(files: LayerFiles, key: str) -> str | None:
+    return (_os_values(files) or {}).get(key) or None
+
+
+def _os_values(files: LayerFiles) -> dict[str, str] | None:
     data = files.read("/etc/os-release") or files.read("/usr/lib/os-release")
     if data is None:
         return None
@@ -141,4 +167,4 @@ def _os_release(files: LayerFiles) -> str | None:
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip().strip("\"'")
-    return f"{values.get('ID', '')}:{values.get('VERSION_ID', '')}"
+    return values
