@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from tests.docker_support import BASE_IMAGE
-from tests.e2e.conftest import SESSION, Built, kiln
+from tests.e2e.conftest import SECRET_TOKEN, SESSION, Built, Images, kiln
 from tests.e2e.containers import container
+from tests.env.conftest import PackageIndex
 from tests.oci.oci_support import run, tool
 from tests.registry_support import Registry, registry  # noqa: F401
 from tests.runtime.scoring import iris_expected, iris_request
@@ -325,3 +326,43 @@ def test_the_probe_from_files_is_the_probe_from_running(
         "os_release",
     ):
         assert getattr(from_files, field) == getattr(from_running, field), field
+
+
+def test_the_docker_backend_pushes_with_kilns_client_and_kiln_push_agrees(
+    docker_builder: DockerBuilder,
+    registry: Registry,  # noqa: F811
+    images: Images,
+    iris_venv: Built,
+    model_dir: Callable[[str], Path],
+    token_index: PackageIndex,
+) -> None:
+    """``--backend docker --push``: built by the engine (cached: iris_venv's build), exported with
+    ``docker save``, pushed by kiln; ``kiln push`` of the engine's image gives the same manifest
+    (kiln gzips deterministically) and uploads nothing the second time."""
+    target = f"{registry.host}/kiln-e2e/from-docker:1"
+    index = token_index.url(f"user:{SECRET_TOKEN}")
+    built = images.build(
+        "iris-venv",
+        "-m",
+        str(model_dir("sklearn_iris")),
+        "--push",
+        target,
+        env={"PIP_EXTRA_INDEX_URL": index},
+    )
+    digest = next(
+        line.split()[-1] for line in built.stdout.splitlines() if line.startswith("Manifest digest:")
+    )
+    assert f"Pushed {target}@{digest}" in built.stdout
+    manifest = json.loads(run(tool("skopeo"), "inspect", "--raw", "--tls-verify=false", f"docker://{target}"))
+    image_id = docker_builder.inspect(iris_venv.tag)
+    assert (
+        image_id is not None and manifest["config"]["digest"] == image_id["Id"]
+    )  # Docker's config, as saved
+    again = kiln("push", iris_venv.tag, target)
+    assert again.returncode == 0, again.stderr
+    assert f"Pushed {target}@{digest}: 0 blobs uploaded" in again.stdout
+    pulled = docker_builder.cli.run(["pull", target], timeout=600)
+    try:
+        assert pulled.returncode == 0, pulled.stderr
+    finally:
+        docker_builder.cli.run(["image", "rm", "--force", target], timeout=120)
