@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -68,7 +69,7 @@ def build_channel(report: Callable[[str], None] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / ".lock"):
         groups = {
-            "python": _inputs("cpython.py", "package.py", extra=cpython.ORIG_SHA256),
+            "python": _inputs("cpython.py", "package.py", "build.py", extra=cpython.ORIG_SHA256),
             "probe": _inputs("cpython.py", "package.py", "probe.py", "wheels.py", extra=cpython.ORIG_SHA256),
             "wheels": _inputs("package.py", "wheels.py", extra=repr(WHEEL_PINS)),
         }
@@ -98,10 +99,29 @@ def _python(root: Path, out: Path) -> None:
         tarball = cpython.fetch_source(root / "downloads")
         staged = cpython.build_cpython(tarball, root / "work" / "cpython")
         marker.write_text("")
+    _compile_stdlib(staged)
     meta = PackageMeta(
         name="python", version=PYTHON_VERSION, build="h0_kiln", subdir="linux-64", license="PSF-2.0"
     )
     write_package(staged, meta, out, placeholder=cpython.PLACEHOLDER)
+
+
+def _compile_stdlib(staged: Path) -> None:
+    """The standard library's bytecode, as conda-forge's python ships it: a read-only container
+    then never compiles it at start. unchecked-hash pycs name no mtime; paths are stored relative
+    (the import system puts the real path in), and a pyc that would hold the build prefix
+    (_sysconfigdata's) is dropped: a binary placeholder inside marshal data cannot be rewritten."""
+    python = staged / "bin" / "python3.11"
+    command = [
+        str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+        "-s", str(staged), "-p", "/", "-x", r"/(test|tests|idlelib|lib2to3)/",
+        str(staged / "lib" / "python3.11"),
+    ]  # fmt: skip
+    subprocess.run(command, check=False, capture_output=True)
+    needle = cpython.PLACEHOLDER.encode()
+    for pyc in staged.rglob("*.pyc"):
+        if needle in pyc.read_bytes():
+            pyc.unlink()
 
 
 def _probe(root: Path, python_packages: Path, out: Path) -> None:

@@ -192,3 +192,11 @@ def tree(root: Path) -> dict[str, str]:
         else:
             entries[relative] = mode
     return entries
+
+
+def test_the_standard_library_comes_compiled_so_a_read_only_start_compiles_nothing(image_env: Path) -> None:
+    stdlib = image_env / "lib" / "python3.11"
+    before = sorted(stdlib.rglob("*.pyc"))
+    assert stdlib / "__pycache__" / "os.cpython-311.pyc" in before
+    run_python(image_env, "import json, email.parser, asyncio, http.server, logging.handlers")
+    assert sorted(stdlib.rglob("*.pyc")) == before
