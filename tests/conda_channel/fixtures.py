@@ -11,6 +11,7 @@ machine builds it, which compiles CPython: a few minutes). ``conda_channel``: a 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,15 @@ from tests.conda_channel.serve import ChannelServer
 
 @pytest.fixture(scope="session")
 def conda_channel_dir() -> Path:
-    return build_channel()
+    return build_channel(report=_tell)
+
+
+def _tell(line: str) -> None:
+    """Past pytest's capture: a CI log should say why a test is silent for minutes."""
+    stream = sys.__stderr__
+    if stream is not None:
+        stream.write(f"\n[conda channel] {line}\n")
+        stream.flush()
 
 
 @pytest.fixture(scope="session")
