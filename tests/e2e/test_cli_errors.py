@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,3 +73,19 @@ def test_base_image_with_another_python_fails_clearly(
         "kiln tried to download Python 3.12",
         "--base-image python:3.12-slim",
     )
+
+
+def test_a_model_that_does_not_load_fails_the_build(model_dir: Callable[[str], Path]) -> None:
+    # The build-time load check: the model's own error at build time, instead of at deployment.
+    tag = "kiln-e2e/load-check:1"
+    result = kiln("build", "-m", str(model_dir("load_raises")), "-n", tag, "--base-image", BASE_IMAGE)
+    try:
+        assert result.returncode == 1
+        error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+        assert "the model does not load in the image it was built into" in error
+        assert "deliberate failure while loading the model" in error
+        assert "--no-load-check skips this check" in result.stderr
+        # The traceback shown is the model's, from inside the image; none of kiln's own.
+        assert "/opt/kiln/venv/" in result.stderr and "src/kiln/" not in result.stderr
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, check=False)

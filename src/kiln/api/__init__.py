@@ -28,6 +28,7 @@ from kiln.backends.base import Builder, BuildRequest, BuiltImage, PlatformsBuild
 from kiln.backends.builders import check_options, get_builder
 from kiln.backends.docker.builder import DockerBuilder
 from kiln.backends.docker.cli import engine_cli
+from kiln.backends.docker.load_check import check_model_loads
 from kiln.backends.docker.smoke import SmokeResult, smoke_test
 from kiln.errors import DockerUnavailableError, KilnError, UsageError
 from kiln.image.dockerfile.context import write_context
@@ -111,6 +112,8 @@ def build_image(options: BuildOptions, *, progress: Progress | None = None) -> B
                 else:
                     assert isinstance(engine, PlatformsBuilder)  # check_options refused the others
                     image = engine.build_platforms(requests, progress)
+            if options.load_check and inputs.model is not None and len(requests) == 1:
+                _load_check(image, ready.spec, progress)
             smoke = _smoke(image, inputs, progress) if options.smoke_test else None
         ok = True
         return BuildResult(image=image, spec=ready.spec, notes=ready.env.notes, smoke=smoke)
@@ -216,6 +219,15 @@ def _check_smoke(options: BuildOptions) -> None:
     targets = options.output or options.push
     if options.smoke_test and options.backend == "oci" and targets and "docker" not in options.output:
         raise UsageError("--smoke-test with --backend oci needs --output docker (the image is run by Docker)")
+
+
+def _load_check(image: BuiltImage, spec: ImageSpec, progress: Progress) -> None:
+    if not image.in_docker:
+        progress.note("the model's load was not checked: the image is not in Docker (add --output docker)")
+        return
+    progress.phase("checking that the model loads in the image")
+    seconds = check_model_loads(engine_cli(), image.image_id, spec.python)
+    progress.note(f"the model loads in the image ({seconds:.1f}s; --no-load-check skips this)")
 
 
 def _smoke(image: BuiltImage, inputs: BuildInputs, progress: Progress) -> SmokeResult:

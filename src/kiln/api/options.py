@@ -160,6 +160,12 @@ class BuildOptions(RecipeOptions):
     build_args: Mapping[str, str] = pairs_option(
         Cli(("--build-arg",), pairs=True, metavar="KEY=VALUE", help="A docker build argument.")
     )
+    load_check: bool = option(True, Cli(
+        ("--load-check",), flag=True, negation="--no-load-check",
+        help="After the build, load the model in the image (its own Python, no network) so that a "
+        "model that cannot load fails the build, not the deployment [default: on; needs the image in "
+        "Docker: always with --backend docker, with --output docker for oci].",
+    ))  # fmt: skip
     smoke_test: bool = option(False, Cli(
         ("--smoke-test",), flag=True,
         help="Start the built image, wait for /ping, score the model's saved input example, remove it.",

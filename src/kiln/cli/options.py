@@ -28,7 +28,8 @@ def click_option(row: OptionField) -> Callable[[F], F]:
     if cli.flag:
         kwargs["is_flag"] = True
         if cli.negation:
-            return click.option(f"{cli.flags[0]}/{cli.negation}", name, default=False, **kwargs)
+            both = f"{cli.flags[0]}/{cli.negation}"
+            return click.option(both, name, default=bool(row.default), **kwargs)
     elif cli.boolean_value:
         kwargs.update(type=bool, is_flag=False, flag_value=True, default=False)
     elif cli.choices:
