@@ -133,7 +133,7 @@ class OciBuilder:
             progress.detail(f"image index {index.digest} for {', '.join(_platforms(images))}")
         tag = requests[0].tag
         published = self.publisher.publish(Built(images, tag, self.epoch, index), progress)
-        shown = host_image(Built(images, tag, self.epoch, index)) if len(images) > 1 else images[0]
+        shown = _shown(Built(images, tag, self.epoch, index))
         return BuiltImage(
             tag=tag,
             image_id=shown.image.image_id,
@@ -216,6 +216,14 @@ class OciBuilder:
         )
         progress.detail(_describe(layer))
         return layer
+
+
+def _shown(built: Built) -> PlatformImage:
+    """The image a BuiltImage reports (its id, its layers): the host platform's, else the first."""
+    try:
+        return host_image(built)
+    except BuildError:
+        return built.images[0]
 
 
 def _platforms(images: Sequence[PlatformImage]) -> list[str]:
