@@ -59,3 +59,8 @@ def test_conda_packages_and_the_pip_section_install_offline(
         capture_output=True, text=True, env=isolated,
     )  # fmt: skip
     assert check.stdout.strip() == "24.2", check.stderr
+    for record in (prefix / "conda-meta").iterdir():  # nor does the environment's metadata
+        text = record.read_text()
+        assert conda_channel.password not in text and conda_channel.user not in text
+        if record.suffix == ".json":
+            assert f'"url": "{conda_channel.private_url}/' in text
