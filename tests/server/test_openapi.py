@@ -39,8 +39,18 @@ def _example(model: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _v2(model: Path) -> Any:
+    """The model as the V2 endpoints describe it under the default name."""
+    from mlflow.models import Model
+
+    from kiln.server.v2.metadata import describe_model
+
+    return describe_model(Model.load(str(model)), name="mlflow-model", version=None)
+
+
 def _document(model: Path, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
+        "v2": _v2(model),
         "version": "test",
         "max_body_size": 1048576,
         "request_timeout": 60.0,
@@ -210,6 +220,8 @@ def test_openapi_off_answers_json_404(kiln_url: Callable[..., str]) -> None:
         assert answer.json() == {
             "error_code": "ENDPOINT_NOT_FOUND",
             "message": f"the OpenAPI document is turned off (KILN_OPENAPI=false); no route for {path}",
+            "error_class": "RESOURCE_NOT_FOUND",
+            "sqlstate": "KAM00",
         }
     assert httpx.get(url + "/ping").status_code == 200
 
@@ -230,3 +242,15 @@ def test_kiln_serve_no_openapi(model_dir: Callable[[str], Path], tmp_path: Path)
         run.wait_ready()
         assert run.get("/openapi.json").status_code == 404
         assert run.get("/docs").json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_v2_paths_are_listed_and_versioned_ones_with_a_version(model_dir: Callable[[str], Path]) -> None:
+    from dataclasses import replace
+
+    model = model_dir("sklearn_iris")
+    paths = _document(model)["paths"]
+    assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/mlflow-model/infer"} <= set(paths)
+    assert not any("/versions/" in path for path in paths)
+    versioned = _document(model, v2=replace(_v2(model), version="3"))["paths"]
+    assert "/v2/models/mlflow-model/versions/3/infer" in versioned
+    assert not any(path.startswith("/v2") for path in _document(model, v2=None)["paths"])

@@ -36,7 +36,7 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
     metrics = Metrics() if settings.metrics else None
     state = ServerState(settings=settings, metrics=metrics)
     invocations = ScoringEndpoint(state, MlflowScoring(state))
-    docs = ApiDocs(settings)
+    docs = ApiDocs(state)
     routes = [
         Route("/ping", handlers.ping, methods=["GET"]),
         Route("/health", handlers.ping, methods=["GET"]),

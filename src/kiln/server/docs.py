@@ -24,7 +24,7 @@ from kiln.model.info import ModelInfo, read_model_info
 from kiln.server.errors import ENDPOINT_NOT_FOUND, JSON_MEDIA_TYPE, error_response
 from kiln.server.openapi import openapi_document
 from kiln.server.parsing import _parquet_engine_available
-from kiln.settings import RuntimeSettings
+from kiln.server.state import ServerState
 from kiln.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ def _page() -> tuple[bytes, str]:
 class ApiDocs:
     """The two endpoints; ``document`` is None until ``build()`` (and stays None if it failed)."""
 
-    def __init__(self, settings: RuntimeSettings) -> None:
-        self.settings = settings
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.settings = state.settings
         self.document: bytes | None = None
         self._page: tuple[bytes, str] | None = None
 
@@ -65,6 +66,7 @@ class ApiDocs:
                 metrics=settings.metrics,
                 parquet=_parquet_engine_available(),
                 serving_example=_serving_example(info),
+                v2=self.state.v2,
             )
             self.document = orjson.dumps(document)
             self._page = _page()

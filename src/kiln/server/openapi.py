@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.model.info import ModelInfo
+from kiln.server.openapi_v2 import v2_paths, v2_schemas
 from kiln.server.request_schemas import request_variants
 from kiln.server.signature_schema import Signature
+from kiln.server.v2.metadata import V2Model
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -32,12 +34,14 @@ def openapi_document(
     metrics: bool = True,
     parquet: bool = True,
     serving_example: Any = None,
+    v2: V2Model | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI document (a JSON-ready dict) of the server for the model ``info`` describes.
 
     ``version``: the document's version (kiln's); ``metrics``: whether ``/metrics`` is
     served; ``parquet``: whether the model's environment can read parquet bodies;
-    ``serving_example``: the model's ``serving_input_example.json``, shown as the example.
+    ``serving_example``: the model's ``serving_input_example.json``, shown as the example;
+    ``v2``: the model as the Open Inference Protocol endpoints serve it (None: they are off).
     """
     signature = Signature.read(info.signature)
     type_hints = info.mlmodel.get("is_signature_from_type_hint") is True
@@ -56,15 +60,21 @@ def openapi_document(
         paths["/metrics"] = {"get": _metrics()}
     paths["/openapi.json"] = {"get": _self_description()}
     paths["/docs"] = {"get": _docs_page()}
+    schemas = {"Error": _error_schema(), **variants}
+    if v2 is not None:
+        paths.update(v2_paths(v2, max_body_size=max_body_size, request_timeout=request_timeout))
+        schemas.update(v2_schemas())
     return {
         "openapi": OPENAPI_VERSION,
-        "info": _info(info, signature, version, type_hints),
+        "info": _info(info, signature, version, type_hints, v2),
         "paths": paths,
-        "components": {"schemas": {"Error": _error_schema(), **variants}},
+        "components": {"schemas": schemas},
     }
 
 
-def _info(info: ModelInfo, signature: Signature, version: str, type_hints: bool) -> dict[str, Any]:
+def _info(
+    info: ModelInfo, signature: Signature, version: str, type_hints: bool, v2: V2Model | None
+) -> dict[str, Any]:
     flavors = ", ".join(info.flavors)
     lines = [
         f"Scores an MLflow model (flavours: {flavors}; loader `{info.loader_module or 'unknown'}`; "
@@ -83,6 +93,12 @@ def _info(info: ModelInfo, signature: Signature, version: str, type_hints: bool)
         'Every error answer is JSON: `{"error_code": ..., "message": ..., "error_class": ..., '
         '"sqlstate": ...}`, as MLflow 3 answers.',
     ]
+    if v2 is not None:
+        lines += [
+            "",
+            f"The Open Inference Protocol v2 (KServe V2) serves the same model as `{v2.name}` under "
+            '`/v2`; its errors are `{"error": ...}`.',
+        ]
     return {"title": "MLflow model scoring server", "version": version, "description": "\n".join(lines)}
 
 

@@ -111,14 +111,17 @@ def problems(request: RawRequest, answer: Answer) -> list[str]:
     if status >= 500 and status not in DOCUMENTED_5XX:
         found.append(f"server error {status}")
     if status >= 400 and request.method != b"HEAD":
-        found += error_shape(answer)
-        if status == 504 and not found and json.loads(answer.body)["error_code"] != "DEADLINE_EXCEEDED":
+        v2 = request.target == b"/v2" or request.target.startswith(b"/v2/")
+        found += error_shape(answer, v2=v2)
+        timeout_code = None if found or v2 else json.loads(answer.body)["error_code"]
+        if status == 504 and timeout_code not in (None, "DEADLINE_EXCEEDED"):
             found.append("504 without error_code DEADLINE_EXCEEDED")
     return [f"{p}: {answer.body[:300]!r}" for p in found]
 
 
-def error_shape(answer: Answer) -> list[str]:
-    """Problems with an error answer's body: it must be ``{"error_code": str, "message": str, ...}``."""
+def error_shape(answer: Answer, *, v2: bool = False) -> list[str]:
+    """Problems with an error answer's body: it must be ``{"error_code": str, "message": str, ...}``
+    (``v2``: the Open Inference Protocol's ``{"error": str}``)."""
     content_type = answer.headers.get("content-type", "")
     if not content_type.startswith("application/json"):
         return [f"{answer.status} with Content-Type {content_type!r}, not application/json"]
@@ -128,6 +131,8 @@ def error_shape(answer: Answer) -> list[str]:
         return [f"{answer.status} whose body is not JSON"]
     if not isinstance(body, dict):
         return [f"{answer.status} whose JSON is not an object"]
+    if v2:
+        return [] if isinstance(body.get("error"), str) else [f"{answer.status} without a string error"]
     if not isinstance(body.get("error_code"), str) or not isinstance(body.get("message"), str):
         return [f"{answer.status} without string error_code and message"]
     return []
