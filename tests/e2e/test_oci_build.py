@@ -292,8 +292,9 @@ def test_a_model_only_change_uploads_the_model_layer_and_config(
     )
     assert "3 of 4 layers from cache" in changed.stdout  # only the model layer was made
     uploads = registry.blob_uploads(since=mark)
-    assert len(uploads) == 2, uploads  # the new model layer and the new config; nothing else
-    assert "2 blobs uploaded" in changed.stdout
+    # the new model layer and config, and the image's new SBOM and provenance documents; nothing else
+    assert len(uploads) == 4, uploads
+    assert "4 blobs uploaded" in changed.stdout
     assert registry.mounts(since=mark) == []  # same repository: everything else was already there
 
 
