@@ -89,6 +89,9 @@ ENV_MODEL_AGNOSTIC = ("KILN_MODEL_AGNOSTIC",)
 requirements against the installed environment before loading it."""
 ENV_ACCELERATOR = ("KILN_ACCELERATOR",)
 """``cuda`` in CUDA images: one worker per visible GPU, each pinned to its own (``cpu`` otherwise)."""
+ENV_PRELOAD_MODEL = ("KILN_PRELOAD_MODEL",)
+"""``auto`` (default): load the model once and fork the workers from it unless that is unsafe;
+``on``: always; ``off``: each worker loads the model itself."""
 ENV_NGINX_BINARY = ("KILN_NGINX_BINARY",)
 """The nginx executable to run; unset: ``nginx`` on $PATH, then /usr/sbin/nginx."""
 ENV_V2 = ("KILN_V2",)

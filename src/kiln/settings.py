@@ -21,6 +21,9 @@ from kiln import contract, envvars
 from kiln.errors import UsageError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ACCELERATORS = ("cpu", "cuda")
+"""What the workers compute on; the builder's ``--accelerator`` writes the image's choice."""
+PRELOAD_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,16 @@ def _log_level(name: str, value: str) -> str:
     return level
 
 
+def _choice(choices: tuple[str, ...], what: str) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        chosen = value.strip().lower()
+        if chosen not in choices:
+            raise UsageError(f"{name}={value!r} is not {what} (expected one of {', '.join(choices)})")
+        return chosen
+
+    return parse
+
+
 def _json_object(name: str, value: str) -> Mapping[str, Any] | None:
     if not value.strip():
         return None
@@ -164,6 +177,8 @@ SIZE = Kind(envvars.parse_size, metavar="SIZE")
 HEADER_SIZE = Kind(_header_size, metavar="SIZE")
 BOOLEAN = Kind(envvars.parse_bool, _flag)
 LOG_LEVEL = Kind(_log_level, choices=LOG_LEVELS)
+ACCELERATOR = Kind(_choice(ACCELERATORS, "an accelerator"), choices=ACCELERATORS)
+PRELOAD_MODE = Kind(_choice(PRELOAD_MODES, "a preload mode"), choices=PRELOAD_MODES)
 JSON_OBJECT = Kind(_json_object, lambda value: json.dumps(dict(value)), "JSON")
 
 
@@ -198,6 +213,17 @@ class RuntimeSettings:
         default_text="auto: one per CPU this process may use",
     )
     """None: one per CPU the container may use (its CPU quota, not the host's core count)."""
+    accelerator: str = setting(
+        "cpu", contract.ENV_ACCELERATOR, ACCELERATOR,
+        "What the workers compute on (cuda: one worker per GPU the container was given, each "
+        "pinned to its own with CUDA_VISIBLE_DEVICES; CUDA images set it)",
+    )
+    preload_model: str = setting(
+        "auto", contract.ENV_PRELOAD_MODEL, PRELOAD_MODE,
+        "Load the model once and fork the workers from that process, sharing its memory (auto: "
+        "unless loading started threads or CUDA, or the accelerator is cuda; off: each worker "
+        "loads the model itself)",
+    )
     disable_nginx: bool = setting(
         False, contract.ENV_DISABLE_NGINX, BOOLEAN,
         "Serve with uvicorn alone on the port, without nginx in front",

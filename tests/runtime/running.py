@@ -85,7 +85,15 @@ class Running:
         return self.process.pid
 
     def workers(self) -> list[int]:
-        return [pid for pid, cmd in self.children() if "kiln.runtime.worker" in cmd]
+        """The worker processes: started by the supervisor, or forked by its zygote (``kiln-worker``)."""
+        found = []
+        for pid, _ in self.children():
+            found += [pid, *(child for child, _ in children_of(pid))]
+        return sorted(pid for pid in found if _is_worker(pid))
+
+    def zygote(self) -> int | None:
+        """The process that loaded the model and forks the workers (None without preloading)."""
+        return next((pid for pid, cmd in self.children() if "kiln.runtime.zygote" in cmd), None)
 
     def nginx_master(self) -> int | None:
         return next((pid for pid, cmd in self.children() if cmd.startswith("nginx: master")), None)
@@ -106,6 +114,15 @@ def children_of(parent: int) -> list[tuple[int, str]]:
         if fields[0] != "Z" and int(fields[1]) == parent:
             found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace").strip()))
     return found
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    cmdline = _cmdline(pid) or b""
+    return comm == "kiln-worker" or b"-m\0kiln.runtime.worker\0" in cmdline
 
 
 def runtime_env(

@@ -31,6 +31,15 @@ def test_default_config_matches_golden() -> None:
     _check_golden("nginx-default.conf", render_nginx_conf(config))
 
 
+def test_loading_config_matches_golden() -> None:
+    """Until a worker is ready nginx answers every path 503 itself: it proxies nowhere."""
+    settings = RuntimeSettings()
+    config = nginx_config(settings, RuntimeLayout(Path("/tmp/kiln")), workers=2, cpus=2, open_files=1048576)
+    text = render_nginx_conf(config, loading=True)
+    _check_golden("nginx-loading.conf", text)
+    assert "proxy_pass" not in text
+
+
 def test_root_custom_limits_config_matches_golden() -> None:
     settings = RuntimeSettings(port=9000, request_timeout=2.5, max_body_size=1000, grace_period=10)
     config = nginx_config(
@@ -55,13 +64,13 @@ def test_derived_values() -> None:
     assert config.upstream_keepalive >= 4
 
 
-@pytest.mark.parametrize("user", [None, "root root"])
-def test_rendered_config_passes_nginx_t(tmp_path: Path, user: str | None) -> None:
+@pytest.mark.parametrize(("user", "loading"), [(None, False), ("root root", False), (None, True)])
+def test_rendered_config_passes_nginx_t(tmp_path: Path, user: str | None, loading: bool) -> None:
     """The real nginx accepts the config, and writes nothing outside the runtime dir to check it."""
     layout = RuntimeLayout(tmp_path / "rt")
     runtime_layout.prepare(layout).close()
     config = nginx_config(RuntimeSettings(), layout, workers=2, cpus=2, open_files=1024, user=user)
-    layout.nginx_conf.write_text(render_nginx_conf(config))
+    layout.nginx_conf.write_text(render_nginx_conf(config, loading=loading))
     command = nginx_command(find_nginx(), layout)
     result = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

@@ -44,6 +44,11 @@ class RuntimeLayout:
         return self.root / "nginx.pid"
 
     @property
+    def log_socket(self) -> Path:
+        """The datagram socket nginx logs to; the supervisor reads it."""
+        return self.root / "log.sock"
+
+    @property
     def lock(self) -> Path:
         return self.root / "kiln.lock"
 
@@ -71,7 +76,7 @@ def prepare(layout: RuntimeLayout, workers: int = 1) -> IO[str]:
     try:
         # uvicorn.sock: the one socket all workers shared before each got its own.
         stale_sockets = [*layout.root.glob("uvicorn-*.sock"), layout.root / "uvicorn.sock"]
-        for stale in (*stale_sockets, layout.nginx_pid):
+        for stale in (*stale_sockets, layout.log_socket, layout.nginx_pid):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
                 logger.debug("removed %s left by a previous start", stale)

@@ -8,12 +8,14 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from kiln.errors import ServeError
 from kiln.runtime.layout import RuntimeLayout
 from kiln.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    import jinja2
 
 FALLBACK_PATHS = ("/usr/sbin/nginx",)
 """Where Debian puts nginx; /usr/sbin is often missing from a non-root user's PATH."""
@@ -58,6 +60,8 @@ class NginxConfig:
     header_buffer_size: int
     """``large_client_header_buffers``: each line fits in one buffer, all of them in ``max_header_size``."""
     max_header_size: int
+    log_socket: str = ""
+    """The unix datagram socket nginx sends its log lines to (``kiln.runtime.logrelay``)."""
     user: str | None = None
     """``user root root`` when the master runs as root; None otherwise (nginx ignores it then)."""
 
@@ -91,14 +95,19 @@ def nginx_config(
         header_buffers=math.ceil(settings.max_header_size / header_buffer),
         header_buffer_size=header_buffer,
         max_header_size=settings.max_header_size,
+        log_socket=str(layout.log_socket),
         user=user,
     )
 
 
-def render_nginx_conf(config: NginxConfig) -> str:
-    """The text of nginx.conf for ``config`` (pure: same config, same text)."""
+def render_nginx_conf(config: NginxConfig, *, loading: bool = False) -> str:
+    """The text of nginx.conf for ``config`` (pure: same config, same text).
+
+    ``loading``: the config nginx runs with until the first worker is ready, answering 503 itself.
+    """
     template = _environment().get_template("nginx.conf.j2")
     values = asdict(config)
+    values["loading"] = loading
     values["request_timeout"] = _seconds(config.request_timeout)
     values["client_timeout_text"] = _seconds(config.client_timeout)
     values["client_timeout"] = _duration(config.client_timeout)
@@ -167,6 +176,8 @@ def _size(size: int) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # here: workers import this module for its constants and never render
+
     source = resources.files("kiln.runtime") / "templates" / "nginx.conf.j2"
     loader = jinja2.DictLoader({"nginx.conf.j2": source.read_text(encoding="utf-8")})
     return jinja2.Environment(

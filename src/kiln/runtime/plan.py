@@ -1,20 +1,28 @@
-"""The plan: what the supervisor runs, decided once at start (workers, nginx); binding their sockets."""
+"""The plan: what the supervisor runs, decided once at start (workers, GPUs, preloading, nginx); sockets."""
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kiln.errors import ServeError
+from kiln.runtime import gpus as gpu_devices
 from kiln.runtime import nginx
 from kiln.runtime.cpus import available_cpus
 from kiln.runtime.layout import RuntimeLayout
 from kiln.settings import RuntimeSettings
+
+logger = logging.getLogger(__name__)
+
+DEV_DIR_ENV = "_KILN_DEV_DIR"
+"""Internal, for tests: where to look for ``/dev/nvidiaN`` (a directory of fake device files)."""
 
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
@@ -35,15 +43,31 @@ class Plan:
     crash_window: float = CRASH_WINDOW
     nginx_conf: str = field(default="", repr=False)
     """The rendered nginx.conf ("" without nginx)."""
+    nginx_loading_conf: str = field(default="", repr=False)
+    """nginx.conf until the first worker is ready: every request answered 503 by nginx itself."""
+    preload: bool = False
+    """Load the model once in the zygote and fork the workers from it (``preload_model``)."""
+    gpus: tuple[str, ...] = ()
+    """With ``accelerator=cuda``: the GPUs the workers are pinned to, round-robin by slot."""
+
+    def worker_env(self, slot: int) -> dict[str, str]:
+        """What worker ``slot``'s environment adds to the supervisor's: its GPU, if any."""
+        return gpu_devices.worker_gpu_env(slot, self.gpus)
 
 
-def make_plan(settings: RuntimeSettings) -> Plan:
-    """Resolve the worker count (CPU quota when unset) and the nginx binary; render nginx.conf."""
+def make_plan(settings: RuntimeSettings, environ: Mapping[str, str] | None = None) -> Plan:
+    """Resolve the worker count (CPU quota, or GPUs with cuda, when unset), preloading and nginx.
+
+    ``environ`` (default ``os.environ``) is where the GPUs are looked up.
+    """
+    environ = os.environ if environ is None else environ
     layout = RuntimeLayout(Path(os.path.abspath(settings.runtime_dir)))
     cpus = available_cpus()
-    workers = settings.workers or cpus
+    gpus = _gpus(settings, environ)
+    workers = settings.workers or (max(1, len(gpus)) if settings.accelerator == "cuda" else cpus)
+    preload = _preload(settings)
     if settings.disable_nginx:
-        return Plan(settings, layout, workers, nginx_binary=None)
+        return Plan(settings, layout, workers, nginx_binary=None, preload=preload, gpus=gpus)
     binary = nginx.find_nginx(settings.nginx_binary)
     config = nginx.nginx_config(
         settings,
@@ -53,7 +77,44 @@ def make_plan(settings: RuntimeSettings) -> Plan:
         open_files=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         user="root root" if os.geteuid() == 0 else None,
     )
-    return Plan(settings, layout, workers, nginx_binary=binary, nginx_conf=nginx.render_nginx_conf(config))
+    return Plan(
+        settings,
+        layout,
+        workers,
+        nginx_binary=binary,
+        nginx_conf=nginx.render_nginx_conf(config),
+        nginx_loading_conf=nginx.render_nginx_conf(config, loading=True),
+        preload=preload,
+        gpus=gpus,
+    )
+
+
+def _gpus(settings: RuntimeSettings, environ: Mapping[str, str]) -> tuple[str, ...]:
+    if settings.accelerator != "cuda":
+        return ()
+    found = gpu_devices.visible_gpus(environ, Path(environ.get(DEV_DIR_ENV, "/dev")))
+    if not found:
+        logger.warning(
+            "KILN_ACCELERATOR=cuda but this container sees no GPU (no /dev/nvidiaN, no "
+            "CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES): starting %s worker(s) without one; "
+            "run it with --gpus all (Docker) or a GPU resource request (Kubernetes)",
+            settings.workers or 1,
+        )
+    return found
+
+
+def _preload(settings: RuntimeSettings) -> bool:
+    """Fork the workers from a process that loaded the model, unless told not to or on CUDA."""
+    if settings.preload_model == "off":
+        return False
+    if settings.accelerator == "cuda":
+        if settings.preload_model == "on":
+            logger.warning(
+                "KILN_PRELOAD_MODEL=on is ignored with KILN_ACCELERATOR=cuda: a CUDA context "
+                "does not survive a fork, so each worker loads the model on its own GPU"
+            )
+        return False
+    return True
 
 
 def bind_listener(plan: Plan) -> socket.socket:

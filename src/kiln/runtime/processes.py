@@ -31,8 +31,8 @@ class Child:
     """
 
     kind: str
-    """``nginx`` or ``worker``."""
-    process: subprocess.Popen[bytes]
+    """``nginx``, ``worker`` or ``zygote``."""
+    pid: int
     pipe_fd: int | None = None
     slot: int = 0
     """A worker's place, 0..N-1: behind nginx, which socket it accepts on; its replacement takes it."""
@@ -40,10 +40,13 @@ class Child:
     signalled: set[int] = field(default_factory=set)
     pending: bytearray = field(default_factory=bytearray)
     """Output read from the pipe that does not end with a newline yet."""
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    """The Popen of a child started with exec; None for a worker the zygote forked."""
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def exited(self, code: int) -> None:
+        """Note the exit status the supervisor reaped (so Popen does not wait for it again)."""
+        if self.process is not None:
+            self.process.returncode = code
 
     def send(self, sig: int) -> None:
         """Send ``sig`` unless it was sent already or the process is gone."""
@@ -95,7 +98,7 @@ def start_nginx(command: Sequence[str], env: Mapping[str, str]) -> Child:
     logger.debug("starting %s", " ".join(command))
     with _pipe_from_child() as (read_fd, write_fd):
         process = _popen(command, env, pass_fds=(), stdout=write_fd)
-    return Child("nginx", process, pipe_fd=read_fd)
+    return Child("nginx", process.pid, pipe_fd=read_fd, process=process)
 
 
 def start_worker(python: str, listener: socket.socket, env: Mapping[str, str], slot: int = 0) -> Child:
@@ -105,7 +108,20 @@ def start_worker(python: str, listener: socket.socket, env: Mapping[str, str], s
             python, socket_fd=listener.fileno(), ready_fd=write_fd, supervisor_pid=os.getpid()
         )
         process = _popen(command, env, pass_fds=(listener.fileno(), write_fd))
-    return Child("worker", process, pipe_fd=read_fd, slot=slot)
+    return Child("worker", process.pid, pipe_fd=read_fd, slot=slot, process=process)
+
+
+def start_zygote(python: str, control: socket.socket, env: Mapping[str, str]) -> Child:
+    """The zygote (``kiln.runtime.zygote``), talking to the supervisor over ``control``.
+
+    Its ``pipe_fd`` is the supervisor's end of the control socket, not a pipe: the loop
+    reads the zygote's messages from it.
+    """
+    from kiln.runtime import zygote
+
+    command = zygote.zygote_command(python, control_fd=control.fileno(), supervisor_pid=os.getpid())
+    process = _popen(command, env, pass_fds=(control.fileno(),))
+    return Child("zygote", process.pid, process=process)
 
 
 @contextlib.contextmanager

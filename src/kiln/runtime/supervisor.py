@@ -1,12 +1,16 @@
 """The supervisor: nginx and N uvicorn workers in, an exit code out.
 
 It binds each worker's own unix socket (without nginx: one TCP socket they all share),
-starts nginx and the workers, logs ``ready`` when the first worker has loaded the
-model, restarts workers that die, each on its predecessor's socket (a crash loop stops
-everything; a worker the kernel's OOM killer chose is reported as out of memory),
-reaps every child (it is PID 1 in a container), and on SIGTERM or SIGINT drains:
-nginx finishes in-flight requests (SIGQUIT), then the workers stop (SIGTERM), all
-within ``grace_period``; whatever is left then is killed.
+starts nginx (answering 503 itself until a worker is ready) and the zygote, which loads
+the model once and forks the workers (or, without preloading, the workers, which load it
+each: ``kiln.runtime.spawner``), reloads nginx to proxy and logs ``ready`` with the time
+each start phase took when the first worker serves, restarts workers that die, each on
+its predecessor's socket (a crash loop stops everything; a worker the kernel's OOM killer
+chose is reported as out of memory), reaps every child (it is PID 1 in a container, and a
+subreaper on a host), copies nginx's log lines to stdout and stderr without ever blocking
+(``kiln.runtime.logrelay``), and on SIGTERM or SIGINT drains: nginx finishes in-flight
+requests (SIGQUIT), then the workers stop (SIGTERM), all within ``grace_period``;
+whatever is left then is killed.
 
 Exit codes: 0 after a requested stop; 1 when a worker failed before the model was
 loaded, nginx died, or workers kept crashing.
@@ -19,36 +23,46 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import time
-from collections.abc import Mapping
 
 from kiln.runtime import layout as runtime_layout
-from kiln.runtime import nginx, processes
+from kiln.runtime import nginx, processes, startup
+from kiln.runtime.logrelay import LogRelay
 from kiln.runtime.memory import find_memory_cgroup
-from kiln.runtime.plan import Plan, bind_listener, bind_worker_socket, check_port_free
+from kiln.runtime.plan import Plan, bind_listener, check_port_free
+from kiln.runtime.prctl import become_subreaper
 from kiln.runtime.processes import Child, describe_exit
 from kiln.runtime.signals import SignalPipe
+from kiln.runtime.spawner import Spawner
+from kiln.runtime.zygote import Event, receive
 from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
+
+LOG_RETRY = 0.1
+"""Seconds between tries to write log lines an output could not take."""
 
 
 def run(plan: Plan) -> int:
     """Serve until stopped; returns the process exit code. Must run in the main thread."""
     lock = runtime_layout.prepare(plan.layout, plan.workers)
+    become_subreaper()
+    relay = None
     try:
         if plan.nginx_binary:
             check_port_free(plan.settings.host, plan.settings.port)
-            plan.layout.nginx_conf.write_text(plan.nginx_conf, encoding="utf-8")
+            plan.layout.nginx_conf.write_text(plan.nginx_loading_conf, encoding="utf-8")
+            relay = LogRelay(plan.layout.log_socket)
             shared = None  # each worker slot binds its own socket at its first start and keeps it
         else:
             shared = bind_listener(plan)
         try:
-            return _Supervisor(plan, shared, _worker_env(plan)).run()
+            return _Supervisor(plan, Spawner(plan, _worker_env(plan), shared), relay).run()
         finally:
             if shared is not None:
                 shared.close()
+            if relay is not None:
+                relay.close()
             for path in plan.layout.worker_sockets(plan.workers):
                 path.unlink(missing_ok=True)
     finally:
@@ -65,13 +79,13 @@ def _worker_env(plan: Plan) -> dict[str, str]:
 class _Supervisor:
     """The event loop: signals and readiness pipes in, process starts and signals out."""
 
-    def __init__(self, plan: Plan, shared: socket.socket | None, worker_env: Mapping[str, str]) -> None:
+    def __init__(self, plan: Plan, spawner: Spawner, relay: LogRelay | None) -> None:
         self.plan = plan
-        self.shared = shared
-        """Without nginx, the TCP socket all workers accept on; None behind nginx (one socket each)."""
-        self.slot_sockets: dict[int, socket.socket] = {}
-        """Behind nginx: each worker slot's unix socket, kept open here across worker replacements."""
-        self.worker_env = worker_env
+        self.spawner = spawner
+        self.relay = relay
+        self.started = time.monotonic() - startup.process_age()
+        """When this process started (its interpreter included), on the monotonic clock."""
+        self.phases: list[tuple[str, float]] = []
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.served = False
@@ -87,6 +101,8 @@ class _Supervisor:
     def run(self) -> int:
         with SignalPipe() as signal_pipe:
             self.selector.register(signal_pipe, selectors.EVENT_READ)
+            if self.relay is not None:
+                self.selector.register(self.relay, selectors.EVENT_READ, self.relay)
             try:
                 self._start()
                 while self.children or not self.stopping:
@@ -98,10 +114,10 @@ class _Supervisor:
             finally:
                 self._kill_all()
                 for child in self.children.values():
-                    child.close_pipe()  # the processes are being killed; their pipes are not read again
+                    if child.kind != "zygote":  # its pipe is the spawner's control socket
+                        child.close_pipe()  # the processes are being killed; their pipes are not read again
                 self.selector.close()
-                for sock in self.slot_sockets.values():
-                    sock.close()
+                self.spawner.close()
 
     def _start(self) -> None:
         plan = self.plan
@@ -114,6 +130,11 @@ class _Supervisor:
             self._add(processes.start_nginx(nginx.nginx_command(plan.nginx_binary, plan.layout), os.environ))
         else:
             logger.info("starting %d uvicorn worker(s) on %s, without nginx", plan.workers, where)
+        self.phases.append(("supervisor", time.monotonic() - self.started))
+        if plan.preload:
+            logger.info("loading the model once, then forking the workers from it (KILN_PRELOAD_MODEL=%s)",
+                        plan.settings.preload_model)  # fmt: skip
+            self._start_zygote()
         for slot in range(plan.workers):
             self._start_worker(slot)
 
@@ -122,12 +143,18 @@ class _Supervisor:
             if key.fileobj is signal_pipe:
                 for signum in signal_pipe.received():
                     self._on_signal(signum)
+            elif isinstance(key.data, LogRelay):
+                key.data.read()
             else:
                 child = key.data
                 assert isinstance(child, Child)
                 self._on_pipe(child)
+        if self.relay is not None and self.relay.pending:
+            self.relay.flush()
 
     def _timeout(self) -> float | None:
+        if self.relay is not None and self.relay.pending:
+            return LOG_RETRY  # lines wait for an output that could not take them: try again soon
         if not self.stopping:
             return None  # signals (SIGCHLD included) and pipes wake the loop
         if self.killed:
@@ -152,8 +179,47 @@ class _Supervisor:
     def _on_pipe(self, child: Child, *, exited: bool = False) -> None:
         if child.kind == "nginx":
             self._forward_nginx_output(child, exited)
+        elif child.kind == "zygote":
+            self._on_zygote_messages(child)
         else:
             self._on_worker_pipe(child, exited)
+
+    def _on_zygote_messages(self, child: Child) -> None:
+        control = self.spawner.control
+        if control is None:
+            return
+        for event in list(receive(control)):
+            if event is None:
+                self._close_zygote_link(child)
+            elif event.kind == "exited":
+                self._on_exit(event.pid, event.code)
+            else:
+                self._on_zygote_event(child, event)
+
+    def _on_zygote_event(self, child: Child, event: Event) -> None:
+        if event.kind == "loaded":
+            child.ready = True
+            self.phases.extend((f"model {name}", seconds) for name, seconds in event.phases)
+            self.spawner.on_loaded()
+        elif event.kind == "forked":
+            worker = self.spawner.on_forked(event)
+            if worker is not None:
+                self._add(worker)
+                logger.debug("forked worker %d (slot %d)", worker.pid, worker.slot)
+        elif event.kind == "unsafe":
+            child.ready = True  # it exits on its own next; not a failure
+            logger.warning(
+                "not forking the workers from the loaded model: %s; each worker loads the model "
+                "itself instead (set KILN_PRELOAD_MODEL=off to skip this check, or =on to fork anyway)",
+                event.reason,
+            )
+            for worker in self.spawner.fall_back():
+                self._add(worker)
+
+    def _close_zygote_link(self, child: Child) -> None:
+        if child.pipe_fd is not None:
+            self.selector.unregister(child.pipe_fd)
+            child.pipe_fd = None  # the control socket is the spawner's to close
 
     def _on_worker_pipe(self, child: Child, exited: bool) -> None:
         """One byte: the worker is ready; end of file: it is exiting. Either way the pipe is done."""
@@ -187,22 +253,64 @@ class _Supervisor:
         logger.info("worker %d ready (%d/%d)", child.pid, ready, self.plan.workers)
         if not self.served and not self.stopping:
             self.served = True
+            self._proxy()
             via = "nginx" if self.plan.nginx_binary else "uvicorn"
             settings = self.plan.settings
             where = nginx.listen_address(settings.host, settings.port)
-            logger.info("ready: serving model %s on http://%s (%s)", settings.model_dir, where, via)
+            taken = startup.describe(time.monotonic() - self.started, self._phases(child))
+            logger.info(
+                "ready: serving model %s on http://%s (%s) in %s", settings.model_dir, where, via, taken
+            )
+
+    def _phases(self, first: Child) -> list[tuple[str, float]]:
+        """The start phases: the supervisor's, the zygote's, and the first worker's own start."""
+        known = sum(seconds for _, seconds in self.phases)
+        return [*self.phases, ("first worker" if self.plan.preload else "first worker, model load included",
+                               time.monotonic() - self.started - known)]  # fmt: skip
+
+    def _proxy(self) -> None:
+        """nginx proxies from now on: reload it with the serving config (new workers, same socket)."""
+        nginx_proc = self._nginx()
+        if nginx_proc is None:
+            return
+        self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf, encoding="utf-8")
+        nginx_proc.send(signal.SIGHUP)
 
     def _on_exit(self, pid: int, code: int) -> None:
         child = self.children.pop(pid, None)
         if child is None:
-            return  # an orphan re-parented to us (PID 1): reaped, nothing else to do
-        child.process.returncode = code
+            return  # an orphan re-parented to us (PID 1), or reported twice: nothing else to do
+        child.exited(code)
         if child.pipe_fd is not None:
             self._on_pipe(child, exited=True)
         if child.kind == "nginx":
             self._on_nginx_exit(child, code)
+        elif child.kind == "zygote":
+            self._on_zygote_exit(child, code)
         else:
             self._on_worker_exit(child, code)
+
+    def _on_zygote_exit(self, child: Child, code: int) -> None:
+        self._close_zygote_link(child)
+        self.spawner.zygote_exited()
+        if self.stopping or not self.spawner.preload:
+            logger.debug("zygote %d exited (%s)", child.pid, describe_exit(code))
+        elif not child.ready:
+            logger.error(
+                "zygote %d %s before the model was loaded: the model could not be loaded; "
+                "its error is above. Stopping.",
+                child.pid, self._out_of_memory(code) or f"exited ({describe_exit(code)})",
+            )  # fmt: skip
+            self._stop(1, graceful=False)
+        elif self._crash_loop():
+            logger.error("zygote %d exited (%s): too many deaths, stopping", child.pid, describe_exit(code))
+            self._stop(1, graceful=False)
+        else:
+            logger.warning(
+                "zygote %d %s; the workers keep serving, a new one loads the model for later replacements",
+                child.pid, self._out_of_memory(code) or f"died ({describe_exit(code)})",
+            )  # fmt: skip
+            self._start_zygote()
 
     def _on_nginx_exit(self, child: Child, code: int) -> None:
         if self.stopping:
@@ -277,8 +385,8 @@ class _Supervisor:
         self.stopping = True
         self.exit_code = exit_code
         self.deadline = time.monotonic() + self.plan.settings.grace_period
-        for child in self._workers():
-            if not child.ready:
+        for child in self.children.values():
+            if child.kind != "nginx" and not child.ready:
                 child.send(signal.SIGKILL)  # nothing in flight while the model is still loading
         nginx_proc = self._nginx()
         if nginx_proc is not None:
@@ -300,8 +408,9 @@ class _Supervisor:
             self._kill_all()
 
     def _stop_workers(self) -> None:
-        for child in self._workers():
-            child.send(signal.SIGTERM)
+        for child in self.children.values():
+            if child.kind != "nginx":
+                child.send(signal.SIGTERM)
 
     def _kill_all(self) -> None:
         if self.children:
@@ -320,14 +429,16 @@ class _Supervisor:
         other worker to pass them to). ``least_conn`` steers new requests to the other
         workers meanwhile, since the waiting connections count against the restarting slot.
         """
-        if self.shared is not None:
-            sock = self.shared
-        else:
-            sock = self.slot_sockets.get(slot) or bind_worker_socket(self.plan.layout.worker_socket(slot))
-            self.slot_sockets[slot] = sock
-        child = processes.start_worker(self.plan.python, sock, self.worker_env, slot)
-        self._add(child)
-        logger.debug("started worker %d (slot %d)", child.pid, slot)
+        child = self.spawner.start_worker(slot)
+        if child is not None:
+            self._add(child)
+
+    def _start_zygote(self) -> None:
+        child = self.spawner.start_zygote()
+        self.children[child.pid] = child
+        assert self.spawner.control is not None
+        child.pipe_fd = self.spawner.control.fileno()
+        self.selector.register(child.pipe_fd, selectors.EVENT_READ, child)
 
     def _add(self, child: Child) -> None:
         self.children[child.pid] = child

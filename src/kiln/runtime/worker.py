@@ -2,7 +2,9 @@
 
 The supervisor binds the worker's listening socket (behind nginx its own unix socket) and
 passes it down; the worker serves the scoring app on it and writes one byte to the
-readiness pipe once the model is loaded.
+readiness pipe once the model is loaded. A worker is either started with this command
+(it loads the model itself) or forked by the zygote (``kiln.runtime.zygote``) with the
+model already loaded; both end in ``run``.
 Settings come from the environment the supervisor hands over (``RuntimeSettings.to_env``).
 """
 
@@ -21,12 +23,15 @@ from types import FrameType
 
 from kiln.runtime.logs import configure_logging
 from kiln.runtime.nginx import WORKER_KEEPALIVE_TIMEOUT
+from kiln.runtime.prctl import die_with_parent, set_process_name
 from kiln.settings import RuntimeSettings
 
 READY = b"r"
 MODULE = "kiln.runtime.worker"
 NEVER_READY = 3
 """Exit status of a worker whose app never became ready (some uvicorn releases exit 0 then)."""
+PROCESS_NAME = "kiln-worker"
+"""What ``ps`` and ``/proc/PID/comm`` call every worker, started or forked."""
 
 
 def worker_command(python: str, *, socket_fd: int, ready_fd: int, supervisor_pid: int) -> list[str]:
@@ -70,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = RuntimeSettings.from_env(os.environ)
     configure_logging(settings.log_level)
-    sock = socket.socket(fileno=args.socket_fd)
+    run(settings, args.socket_fd, args.ready_fd)
+    return 0  # not reached
+
+
+def run(settings: RuntimeSettings, socket_fd: int, ready_fd: int) -> None:
+    """Serve on the inherited socket until stopped, then exit the process (never returns)."""
+    set_process_name(PROCESS_NAME)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    sock = socket.socket(fileno=socket_fd)
     _set_nodelay(sock)
-    notifier = ReadyNotifier(args.ready_fd)
+    notifier = ReadyNotifier(ready_fd)
     try:
         serve(settings, sock, notifier)
     except SystemExit as exc:  # uvicorn after a failed start, or _exit_cleanly after draining
@@ -82,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     if not notifier.notified and code == 0:
         code = NEVER_READY
     _exit_now(code)
-    return code  # not reached
 
 
 def _exit_now(code: int) -> None:
@@ -131,6 +143,17 @@ def serve(settings: RuntimeSettings, sock: socket.socket, on_ready: ReadyNotifie
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def preimport() -> None:
+    """Import what ``serve`` imports, ahead of time: the zygote does it once for all its forks."""
+    import uvicorn  # noqa: F401
+
+    from kiln.server import app, client_limits, protocols  # noqa: F401
+
+    for module in ("uvloop", "httptools", "uvicorn.protocols.http.httptools_impl", "uvicorn.loops.uvloop"):
+        if _installed(module.partition(".")[0]):
+            importlib.import_module(module)
+
+
 def _set_nodelay(sock: socket.socket) -> None:
     """Nagle off for TCP (uvicorn issue #3149: an inherited socket otherwise stalls ~40 ms per request).
 
@@ -144,12 +167,7 @@ def _set_nodelay(sock: socket.socket) -> None:
 
 def _exit_with_supervisor(supervisor_pid: int) -> None:
     """Ask Linux to SIGTERM this worker if the supervisor dies, so no worker outlives it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != supervisor_pid:
         sys.exit(0)  # the supervisor died before the request above took effect
 
