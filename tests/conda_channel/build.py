@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -207,7 +208,20 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """Build, print the channel's path; exit without interpreter finalization, where a rattler
+    worker thread was once seen to abort the process (PyGILState_Release) after a finished build."""
     started = time.monotonic()
-    print(build_channel(report=lambda line: print(line, file=sys.stderr)))
-    print(f"{time.monotonic() - started:.0f}s", file=sys.stderr)
+    try:
+        channel = build_channel(report=lambda line: print(line, file=sys.stderr, flush=True))
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    print(channel, flush=True)
+    print(f"{time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
