@@ -6,8 +6,9 @@ SBOM and provenance attached as referrers (distribution 2.8 has no referrers API
 
 The base is a two-platform OCI layout made from the test base and its arm64 twin
 (``tests/oci/multiarch.py``). The model is sklearn_iris with its requirements trimmed to what it
-imports: MLflow also records torch, pytest and rich from the saving environment, and torch's
-``+cpu`` build has no arm64 wheel (that error is tested too: it names the package and platform).
+imports (MLflow versions that record torch, pytest and rich from the saving environment would
+otherwise ask for torch's ``+cpu`` build, which has no arm64 wheel: that error is tested too, with
+the requirement added on purpose).
 """
 
 from __future__ import annotations
@@ -124,9 +125,15 @@ def model(model_dir: Callable[[str], Path], work: Path) -> Path:
 
 
 def _build(
-    work: Path, base: str, model: Path, name: str, *targets: str, env: dict[str, str] | None = None
+    work: Path,
+    base: str,
+    model: Path,
+    name: str,
+    *targets: str,
+    env: dict[str, str] | None = None,
+    platforms: str = "linux/amd64,linux/arm64",
 ) -> Any:
-    args = ["build", "--backend", "oci", "--platform", "linux/amd64,linux/arm64", "-m", str(model)]
+    args = ["build", "--backend", "oci", "--platform", platforms, "-m", str(model)]
     args += ["-n", f"kiln-e2e/multi-{name}:{SESSION}", "--base-image", base]
     for target in targets:
         args += ["--push", target[5:]] if target.startswith("push:") else ["--output", target]
@@ -311,11 +318,15 @@ def test_kiln_push_copies_the_layout_with_its_referrers(multi: Multi, registry: 
 
 
 def test_a_package_without_a_wheel_for_one_platform_names_both(
-    base_layout: str, model_dir: Callable[[str], Path], work: Path
+    base_layout: str, model: Path, work: Path
 ) -> None:
-    done = _build(work, base_layout, model_dir("sklearn_iris"), "torch", f"oci:{work}/never")
+    torch = work / "with-torch"
+    shutil.copytree(model, torch)
+    with (torch / "requirements.txt").open("a") as requirements:
+        requirements.write("torch==2.13.0+cpu\n")  # PyTorch's CPU build: x86_64 wheels only
+    done = _build(work, base_layout, torch, "torch", f"oci:{work}/never", platforms="linux/arm64,linux/amd64")
     assert done.returncode != 0
-    assert "linux/arm64" in done.stderr and "torch==" in done.stderr, done.stderr
+    assert "linux/arm64" in done.stderr and "torch==2.13.0+cpu" in done.stderr, done.stderr
 
 
 def _in_image(docker_builder: DockerBuilder, tag: str, command: list[str]) -> str:
