@@ -265,10 +265,12 @@ def _address(running: Container) -> str:
 
 
 def _worker_pids(running: Container) -> list[int]:
+    """Every worker: forked by the zygote (named kiln-worker) or started as ``-m kiln.runtime.worker``."""
     # $w keeps this script's own command line from matching.
     script = (
-        'w=kiln.runtime.worker; for f in /proc/[0-9]*/cmdline; do case "$(tr "\\0" " " < $f)" in '
-        '*" -m $w "*) echo "$f";; esac; done'
+        'w=kiln.runtime.worker; for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = kiln-worker ] '
+        '&& echo "$d/" && continue; case "$(tr "\\0" " " < $d/cmdline 2>/dev/null)" in '
+        '*" -m $w "*) echo "$d/";; esac; done'
     )
     result = running.docker("exec", running.name, "sh", "-c", script)
     return sorted(int(line.split("/")[2]) for line in result.stdout.split())

@@ -55,20 +55,30 @@ class Spawner:
         self.loaded = False
         return child
 
-    def on_loaded(self) -> None:
-        """The zygote has the model: fork every waiting slot."""
-        self.loaded = True
-        for slot in sorted(self.waiting):
-            self._request_fork(slot)
-        self.waiting.clear()
+    def on_event(self, child: Child, event: zygote.Event) -> list[Child]:
+        """Act on the zygote's ``loaded``, ``forked`` or ``unsafe``; the workers to watch from now on."""
+        if event.kind == "loaded":
+            child.ready = True
+            self.loaded = True
+            for slot in sorted(self.waiting):
+                self._request_fork(slot)
+            self.waiting.clear()
+        elif event.kind == "forked":
+            read_fd = self.forking.pop(event.slot, None)
+            if read_fd is not None:
+                logger.debug("forked worker %d (slot %d)", event.pid, event.slot)
+                return [Child("worker", event.pid, pipe_fd=read_fd, slot=event.slot)]
+        elif event.kind == "unsafe":
+            child.ready = True  # it exits on its own next; not a failure
+            logger.warning(
+                "not forking the workers from the loaded model: %s; each worker loads the model "
+                "itself instead (set KILN_PRELOAD_MODEL=off to skip this check, or =on to fork anyway)",
+                event.reason,
+            )
+            return self._fall_back()
+        return []
 
-    def on_forked(self, event: zygote.Event) -> Child | None:
-        read_fd = self.forking.pop(event.slot, None)
-        if read_fd is None:
-            return None
-        return Child("worker", event.pid, pipe_fd=read_fd, slot=event.slot)
-
-    def fall_back(self) -> list[Child]:
+    def _fall_back(self) -> list[Child]:
         """The model is not safe to fork: from now on every worker loads it itself."""
         self.preload = False
         self._zygote_gone()
@@ -121,7 +131,15 @@ class Spawner:
         self.forking[slot] = read_fd
 
     def _listener(self, slot: int) -> socket.socket:
-        """The socket worker ``slot`` accepts on (see ``_Supervisor`` for why it is kept)."""
+        """The socket worker ``slot`` accepts on, behind nginx bound at the slot's first start.
+
+        The spawner keeps each slot's socket open across replacements: once the first
+        worker of a slot has loaded the model and called ``listen()``, connections nginx
+        opens while that worker is being replaced wait in the socket's backlog and are
+        served by its successor instead of being refused (with one worker there is no
+        other worker to pass them to). ``least_conn`` steers new requests to the other
+        workers meanwhile, since the waiting connections count against the restarting slot.
+        """
         if self.shared is not None:
             return self.shared
         sock = self.slot_sockets.get(slot) or bind_worker_socket(self.plan.layout.worker_socket(slot))

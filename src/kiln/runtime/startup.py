@@ -21,7 +21,12 @@ def process_age(pid: int | str = "self") -> float:
         return 0.0
 
 
-def describe(total: float, phases: Iterable[tuple[str, float]]) -> str:
-    """``2.31 s (supervisor 0.21 s, model imports 0.60 s, ...)`` for the ready line."""
+def describe(total: float, phases: Iterable[tuple[str, float]], last: str) -> str:
+    """``2.31 s (supervisor 0.21 s, model imports 0.60 s, ...)`` for the ready line.
+
+    ``last`` names what took the rest of ``total`` after ``phases`` (the first worker's start).
+    """
+    phases = list(phases)
+    phases.append((last, total - sum(seconds for _, seconds in phases)))
     parts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases if seconds > 0.0005)
     return f"{total:.2f} s ({parts})" if parts else f"{total:.2f} s"

@@ -3,8 +3,8 @@
 It binds each worker's own unix socket (without nginx: one TCP socket they all share),
 starts nginx (answering 503 itself until a worker is ready) and the zygote, which loads
 the model once and forks the workers (or, without preloading, the workers, which load it
-each: ``kiln.runtime.spawner``), reloads nginx to proxy and logs ``ready`` with the time
-each start phase took when the first worker serves, restarts workers that die, each on
+each: ``kiln.runtime.spawner``), reloads nginx to proxy and logs ``ready`` (with each start
+phase's time) when the first worker serves, restarts workers that die, each on
 its predecessor's socket (a crash loop stops everything; a worker the kernel's OOM killer
 chose is reported as out of memory), reaps every child (it is PID 1 in a container, and a
 subreaper on a host), copies nginx's log lines to stdout and stderr without ever blocking
@@ -18,7 +18,6 @@ loaded, nginx died, or workers kept crashing.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import selectors
@@ -27,14 +26,14 @@ import time
 
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime import nginx, processes, startup
+from kiln.runtime.deaths import Deaths
 from kiln.runtime.logrelay import LogRelay
-from kiln.runtime.memory import find_memory_cgroup
 from kiln.runtime.plan import Plan, bind_listener, check_port_free
 from kiln.runtime.prctl import become_subreaper
 from kiln.runtime.processes import Child, describe_exit
 from kiln.runtime.signals import SignalPipe
 from kiln.runtime.spawner import Spawner
-from kiln.runtime.zygote import Event, receive
+from kiln.runtime.zygote import receive
 from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
@@ -89,13 +88,11 @@ class _Supervisor:
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.served = False
-        self.deaths: collections.deque[float] = collections.deque()
+        self.deaths = Deaths(plan.crash_limit, plan.crash_window)
         self.stopping = False
         self.exit_code = 0
         self.deadline = 0.0
         self.killed = False
-        self.memory = find_memory_cgroup()
-        self.oom_kills = self.memory.oom_kills()
 
     # --- the loop --------------------------------------------------------------------
     def run(self) -> int:
@@ -194,27 +191,12 @@ class _Supervisor:
             elif event.kind == "exited":
                 self._on_exit(event.pid, event.code)
             else:
-                self._on_zygote_event(child, event)
-
-    def _on_zygote_event(self, child: Child, event: Event) -> None:
-        if event.kind == "loaded":
-            child.ready = True
-            self.phases.extend((f"model {name}", seconds) for name, seconds in event.phases)
-            self.spawner.on_loaded()
-        elif event.kind == "forked":
-            worker = self.spawner.on_forked(event)
-            if worker is not None:
-                self._add(worker)
-                logger.debug("forked worker %d (slot %d)", worker.pid, worker.slot)
-        elif event.kind == "unsafe":
-            child.ready = True  # it exits on its own next; not a failure
-            logger.warning(
-                "not forking the workers from the loaded model: %s; each worker loads the model "
-                "itself instead (set KILN_PRELOAD_MODEL=off to skip this check, or =on to fork anyway)",
-                event.reason,
-            )
-            for worker in self.spawner.fall_back():
-                self._add(worker)
+                for worker in self.spawner.on_event(child, event):
+                    self._add(worker)
+                    if self.stopping:  # forked just as the stop began: nothing to serve
+                        worker.send(signal.SIGTERM)
+                if event.kind == "loaded":
+                    self.phases.extend((f"model {name}", seconds) for name, seconds in event.phases)
 
     def _close_zygote_link(self, child: Child) -> None:
         if child.pipe_fd is not None:
@@ -257,16 +239,11 @@ class _Supervisor:
             via = "nginx" if self.plan.nginx_binary else "uvicorn"
             settings = self.plan.settings
             where = nginx.listen_address(settings.host, settings.port)
-            taken = startup.describe(time.monotonic() - self.started, self._phases(child))
+            first = "first worker" if self.spawner.preload else "first worker, model load included"
+            taken = startup.describe(time.monotonic() - self.started, self.phases, last=first)
             logger.info(
                 "ready: serving model %s on http://%s (%s) in %s", settings.model_dir, where, via, taken
             )
-
-    def _phases(self, first: Child) -> list[tuple[str, float]]:
-        """The start phases: the supervisor's, the zygote's, and the first worker's own start."""
-        known = sum(seconds for _, seconds in self.phases)
-        return [*self.phases, ("first worker" if self.plan.preload else "first worker, model load included",
-                               time.monotonic() - self.started - known)]  # fmt: skip
 
     def _proxy(self) -> None:
         """nginx proxies from now on: reload it with the serving config (new workers, same socket)."""
@@ -299,16 +276,16 @@ class _Supervisor:
             logger.error(
                 "zygote %d %s before the model was loaded: the model could not be loaded; "
                 "its error is above. Stopping.",
-                child.pid, self._out_of_memory(code) or f"exited ({describe_exit(code)})",
+                child.pid, self.deaths.out_of_memory(code) or f"exited ({describe_exit(code)})",
             )  # fmt: skip
             self._stop(1, graceful=False)
-        elif self._crash_loop():
+        elif self.deaths.crash_loop():
             logger.error("zygote %d exited (%s): too many deaths, stopping", child.pid, describe_exit(code))
             self._stop(1, graceful=False)
         else:
             logger.warning(
                 "zygote %d %s; the workers keep serving, a new one loads the model for later replacements",
-                child.pid, self._out_of_memory(code) or f"died ({describe_exit(code)})",
+                child.pid, self.deaths.out_of_memory(code) or f"died ({describe_exit(code)})",
             )  # fmt: skip
             self._start_zygote()
 
@@ -322,7 +299,7 @@ class _Supervisor:
     def _on_worker_exit(self, child: Child, code: int) -> None:
         if self.plan.settings.metrics:
             mark_worker_dead(child.pid)
-        out_of_memory = self._out_of_memory(code)
+        out_of_memory = self.deaths.out_of_memory(code)
         if self.stopping and not out_of_memory:
             logger.info("worker %d stopped (%s)", child.pid, describe_exit(code))
         elif self.stopping:
@@ -338,7 +315,7 @@ class _Supervisor:
             # A worker retires itself (e.g. after a request timed out in predict): not a crash.
             logger.info("worker %d stopped on its own after draining; starting a new one", child.pid)
             self._start_worker(child.slot)
-        elif self._crash_loop():
+        elif self.deaths.crash_loop():
             logger.error(
                 "worker %d %s: %d workers died within %g s, stopping instead of restarting",
                 child.pid, out_of_memory or f"exited ({describe_exit(code)})",
@@ -352,30 +329,6 @@ class _Supervisor:
                 out_of_memory or f"died ({describe_exit(code)})",
             )
             self._start_worker(child.slot)
-
-    def _out_of_memory(self, code: int) -> str:
-        """``was killed by SIGKILL, likely out of memory (...)`` when the cgroup's OOM-kill count rose.
-
-        Each death takes one kill off the count: the kernel sometimes kills two workers
-        within milliseconds (the hog, then a worker still loading), and both are reaped at once.
-        """
-        if code != -signal.SIGKILL:
-            return ""
-        counted = self.memory.oom_kills()
-        if counted is None or self.oom_kills is None or counted <= self.oom_kills:
-            return ""
-        self.oom_kills += 1
-        return (
-            f"was killed by SIGKILL, likely out of memory ({self.memory.describe_limit()}; "
-            "give the container more memory or run fewer workers with KILN_WORKERS)"
-        )
-
-    def _crash_loop(self) -> bool:
-        now = time.monotonic()
-        self.deaths.append(now)
-        while self.deaths and self.deaths[0] < now - self.plan.crash_window:
-            self.deaths.popleft()
-        return len(self.deaths) >= self.plan.crash_limit
 
     # --- stopping --------------------------------------------------------------------
     def _stop(self, exit_code: int, *, graceful: bool) -> None:
@@ -420,15 +373,7 @@ class _Supervisor:
 
     # --- children --------------------------------------------------------------------
     def _start_worker(self, slot: int) -> None:
-        """Start worker ``slot``; behind nginx on the slot's own socket (bound at its first start).
-
-        The supervisor keeps each slot's socket open across replacements: once the first
-        worker of a slot has loaded the model and called ``listen()``, connections nginx
-        opens while that worker is being replaced wait in the socket's backlog and are
-        served by its successor instead of being refused (with one worker there is no
-        other worker to pass them to). ``least_conn`` steers new requests to the other
-        workers meanwhile, since the waiting connections count against the restarting slot.
-        """
+        """Start (or have the zygote fork) worker ``slot`` on the slot's socket (``Spawner``)."""
         child = self.spawner.start_worker(slot)
         if child is not None:
             self._add(child)

@@ -39,7 +39,7 @@ from kiln.runtime import startup
 from kiln.runtime.logs import configure_logging
 from kiln.runtime.prctl import die_with_parent, set_process_name
 from kiln.runtime.processes import reap
-from kiln.runtime.signals import SignalPipe
+from kiln.runtime.signals import HANDLED, SignalPipe
 from kiln.settings import RuntimeSettings
 
 logger = logging.getLogger(__name__)
@@ -198,12 +198,17 @@ def _serve_forks(settings: RuntimeSettings, control: socket.socket) -> int:
 
 def _fork(settings: RuntimeSettings, slot: int, fds: list[int], close: tuple[int, ...]) -> int:
     socket_fd, ready_fd = fds
+    # Signals wait until each side has its own handlers: the zygote's only write to a pipe the
+    # worker must not write to, and a SIGTERM meant for the worker must not be swallowed.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     pid = os.fork()
     if pid == 0:  # the worker
         try:
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for sig in HANDLED:
+                signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for fd in close:
                 os.close(fd)
             from kiln.runtime import worker
@@ -211,6 +216,7 @@ def _fork(settings: RuntimeSettings, slot: int, fds: list[int], close: tuple[int
             worker.run(settings, socket_fd, ready_fd)
         finally:
             os._exit(1)  # run never returns; this is for an error before it
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(socket_fd)
     os.close(ready_fd)
     logger.debug("forked worker %d (slot %d)", pid, slot)
