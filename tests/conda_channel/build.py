@@ -100,6 +100,8 @@ def _python(root: Path, out: Path) -> None:
         tarball = cpython.fetch_source(root / "downloads")
         staged = cpython.build_cpython(tarball, root / "work" / "cpython")
         marker.write_text("")
+    # The source and object files (hundreds of MB) are not needed once the install is staged.
+    shutil.rmtree(root / "work" / "cpython" / f"Python-{cpython.VERSION}", ignore_errors=True)
     _compile_stdlib(staged)
     meta = PackageMeta(
         name="python", version=PYTHON_VERSION, build="h0_kiln", subdir="linux-64", license="PSF-2.0"
@@ -137,6 +139,7 @@ def _wheels(root: Path, out: Path) -> None:
     known = {pin.split("==")[0] for pin in WHEEL_PINS} | {"python"}
     for wheel in downloaded:
         wheels.repackage(wheel, out, root / "work" / "wheels", known=known)
+    shutil.rmtree(root / "work" / "wheels", ignore_errors=True)
 
 
 def _headers_from_package(python_packages: Path, dest: Path) -> Path:
