@@ -110,16 +110,9 @@ def test_xgboost_cpu_image_carries_no_cuda_libraries(
     assert "xgboost==" in image.output and "-> xgboost-cpu==" in image.output
 
 
-AGNOSTIC_XGBOOST = pytest.mark.xfail(
-    strict=True,
-    reason="kiln's start-up check (env/check.py) does not count xgboost-cpu as xgboost: "
-    "the image built --env-from this model refuses it",
-)
-
-
 @pytest.mark.parametrize(
     "scenario",
-    ["sklearn_pipeline", pytest.param("xgboost_classifier", marks=AGNOSTIC_XGBOOST), "artifacts_pyfunc"],
+    ["sklearn_pipeline", "xgboost_classifier", "artifacts_pyfunc"],
 )
 def test_model_agnostic_image_serves_the_mounted_model(
     scenario: str,

@@ -43,6 +43,15 @@ def test_skinny_satisfies_mlflow_only_at_the_same_version(tmp_path: Path) -> Non
     assert problem.installed == "3.16.0"
 
 
+def test_a_cpu_or_cuda_build_satisfies_the_other(tmp_path: Path) -> None:
+    # A CPU image swaps xgboost for xgboost-cpu (kiln.env.accelerators); a mounted model saved
+    # with xgboost==X must still start on it (the same module at the same version).
+    reqs = lines("xgboost==3.0.5", "onnxruntime-gpu==1.20.0", root=tmp_path)
+    assert unsatisfied_requirements(reqs, {"xgboost-cpu": "3.0.5", "onnxruntime": "1.20.0"}) == []
+    (problem,) = unsatisfied_requirements(reqs, {"xgboost-cpu": "2.1.4", "onnxruntime": "1.20.0"})
+    assert problem.requirement == "xgboost==3.0.5" and problem.installed == "2.1.4"
+
+
 def test_markers_are_evaluated_here(tmp_path: Path) -> None:
     reqs = lines(
         'only-old==1.0; python_version < "3.0"', 'everywhere==1.0; python_version >= "3.0"', root=tmp_path

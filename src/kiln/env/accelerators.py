@@ -30,6 +30,11 @@ _CUDA_LIBRARY = re.compile(r"^(nvidia-[a-z0-9-]+|cupy-cuda\d+x?|triton)$")
 
 _CPU_NAMES = {"xgboost": "xgboost-cpu", "onnxruntime-gpu": "onnxruntime"}
 _CUDA_NAMES = {cpu: gpu for gpu, cpu in _CPU_NAMES.items()}
+SAME_MODULE: dict[str, tuple[str, ...]] = {
+    name: (name, other) for pair in _CPU_NAMES.items() for name, other in (pair, pair[::-1])
+}
+"""Distributions that install the same module: either satisfies a requirement on the other
+(a model saved with ``xgboost==X`` runs on an image that has ``xgboost-cpu==X``)."""
 _PYTORCH = ("torch", "torchvision", "torchaudio")
 
 

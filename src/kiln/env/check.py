@@ -16,13 +16,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from kiln.env.accelerators import SAME_MODULE
 from kiln.env.requirements import RequirementLine
 from kiln.env.sources import read_model_environment
 from kiln.model.info import read_model_info
 
 # The full mlflow and mlflow-skinny ship the same ``mlflow`` package at the same version;
-# serving needs only what skinny has, so an installed skinny satisfies ``mlflow==X``.
-_SAME_PACKAGE = {"mlflow": ("mlflow", "mlflow-skinny")}
+# serving needs only what skinny has, so an installed skinny satisfies ``mlflow==X``. The CPU and
+# CUDA builds of accelerated packages (``kiln.env.accelerators``) stand in for each other the same way.
+_SAME_PACKAGE = {"mlflow": ("mlflow", "mlflow-skinny"), **SAME_MODULE}
 
 
 @dataclass(frozen=True)
