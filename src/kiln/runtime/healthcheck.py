@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import sys
+import time
 from collections.abc import Mapping
 
 from kiln import contract, envvars
@@ -28,6 +29,16 @@ def ping(port: int, *, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> tup
     finally:
         connection.close()
     return response.status == 200, f"GET http://{host}:{port}/ping answered {response.status}"
+
+
+def wait_healthy(port: int, *, host: str, limit: float = 10.0) -> bool:
+    """Poll ``/ping`` until it answers 200 (True) or ``limit`` seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ping(port, host=host, timeout=1.0)[0]:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def probe_host(environ: Mapping[str, str]) -> str:

@@ -1,19 +1,17 @@
 """The supervisor: nginx and N uvicorn workers in, an exit code out.
 
-It binds each worker's own unix socket (without nginx: one TCP socket they all share),
-starts nginx (answering 503 itself until a worker is ready) and the zygote, which loads
-the model once and forks the workers (or, without preloading, the workers, which load it
-each: ``kiln.runtime.spawner``), reloads nginx to proxy and logs ``ready`` (with each start
-phase's time) when the first worker serves, restarts workers that die, each on
-its predecessor's socket (a crash loop stops everything; a worker the kernel's OOM killer
-chose is reported as out of memory), reaps every child (it is PID 1 in a container, and a
+It binds each worker's own unix socket (without nginx: one TCP socket they all share), starts nginx
+(answering 503 itself until a worker is ready) and the zygote, which loads the model once and forks
+the workers (or, without preloading, the workers, which load it each: ``kiln.runtime.spawner``),
+reloads nginx to proxy and logs ``ready`` (with each start phase's time) once nginx proxies,
+restarts workers that die, each on its predecessor's socket (a crash loop stops everything; a worker
+the OOM killer chose is reported as out of memory), reaps every child (PID 1 in a container, a
 subreaper on a host), copies nginx's log lines to stdout and stderr without ever blocking
-(``kiln.runtime.logrelay``), and on SIGTERM or SIGINT drains: nginx finishes in-flight
-requests (SIGQUIT), then the workers stop (SIGTERM), all within ``grace_period``;
-whatever is left then is killed.
+(``kiln.runtime.logrelay``), and on SIGTERM or SIGINT drains: nginx finishes in-flight requests
+(SIGQUIT), then the workers stop (SIGTERM), all within ``grace_period``; the rest is then killed.
 
-Exit codes: 0 after a requested stop; 1 when a worker failed before the model was
-loaded, nginx died, or workers kept crashing.
+Exit codes: 0 after a requested stop; 1 when a worker failed before the model was loaded, nginx
+died, or workers kept crashing.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ import selectors
 import signal
 import time
 
+from kiln.runtime import healthcheck, nginx, processes, startup
 from kiln.runtime import layout as runtime_layout
-from kiln.runtime import nginx, processes, startup
 from kiln.runtime.deaths import Deaths
 from kiln.runtime.logrelay import LogRelay
 from kiln.runtime.plan import Plan, bind_listener, check_port_free
@@ -38,8 +36,7 @@ from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
 
-LOG_RETRY = 0.1
-"""Seconds between tries to write log lines an output could not take."""
+LOG_RETRY = 0.1  # seconds between tries to write log lines an output could not take
 
 
 def run(plan: Plan) -> int:
@@ -252,6 +249,12 @@ class _Supervisor:
             return
         self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf, encoding="utf-8")
         nginx_proc.send(signal.SIGHUP)
+        # The reload is asynchronous: "ready" must not be said while nginx's old workers answer 503.
+        settings = self.plan.settings
+        if not healthcheck.wait_healthy(
+            settings.port, host=healthcheck.probe_host({"KILN_HOST": settings.host})
+        ):
+            logger.warning("nginx did not answer /ping with 200 within 10 s of its reload")
 
     def _on_exit(self, pid: int, code: int) -> None:
         child = self.children.pop(pid, None)
