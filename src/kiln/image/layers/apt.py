@@ -12,6 +12,7 @@ Release files' signatures and the packages' hashes are checked by apt as always.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -91,6 +92,7 @@ class PrivateApt:
         self._copy_base(base)
         lists = lists_cache / _lists_key(root, arch)
         (lists / "partial").mkdir(parents=True, exist_ok=True)
+        self.lists = lists
         self.config = root / "apt.conf"
         self.config.write_text(self._config_text(lists), encoding="utf-8")
 
@@ -187,7 +189,11 @@ class PrivateApt:
         return done.stdout
 
     def update(self) -> None:
-        self.run("apt-get", "update", "-q")
+        """``apt-get update`` into the shared lists cache; builds running at once take turns (apt
+        itself would refuse the second with "Could not get lock")."""
+        with open(self.lists.parent / f"{self.lists.name}.kiln-lock", "w") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            self.run("apt-get", "update", "-q")
 
     def plan(self, packages: Sequence[str]) -> list[tuple[str, str, str]]:
         """(package, version, architecture) apt would install, in its order; BuildError if it would remove."""
