@@ -31,13 +31,17 @@ def ping(port: int, *, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> tup
     return response.status == 200, f"GET http://{host}:{port}/ping answered {response.status}"
 
 
-def wait_healthy(port: int, *, host: str, limit: float = 10.0) -> bool:
-    """Poll ``/ping`` until it answers 200 (True) or ``limit`` seconds pass (False)."""
+def wait_healthy(port: int, *, host: str, limit: float = 10.0, in_a_row: int = 20) -> bool:
+    """Poll ``/ping`` (a new connection each time) until it answers 200 ``in_a_row`` times running
+    (True) or ``limit`` seconds pass (False). After an nginx reload, an old worker may still take a
+    connection for a few milliseconds: one 200 from a new worker does not mean they all proxy."""
     deadline = time.monotonic() + limit
+    running = 0
     while time.monotonic() < deadline:
-        if ping(port, host=host, timeout=1.0)[0]:
+        running = running + 1 if ping(port, host=host, timeout=1.0)[0] else 0
+        if running >= in_a_row:
             return True
-        time.sleep(0.02)
+        time.sleep(0.01)
     return False
 
 
