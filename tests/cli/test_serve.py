@@ -174,6 +174,10 @@ def test_kiln_serve_listens_on_loopback_only_by_default(
     run = start_serve(model_dir("sklearn_iris"), "--workers", "1", *([] if nginx else ["--no-nginx"]))
     run.wait_ready()
     assert _listeners(run.port) == {"127.0.0.1"}
+    # "ready" is logged once the reloaded nginx answers steadily, a moment after the first 200.
+    deadline = time.monotonic() + 15
+    while f"on http://127.0.0.1:{run.port} (" not in run.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert f"on http://127.0.0.1:{run.port} (" in run.output()
     outside = _outside_address()
     if outside is not None:  # the machine's own network address is refused, loopback answers
