@@ -15,19 +15,10 @@ import httpx
 import pytest
 
 from tests.runtime.conftest import StartRuntime
-from tests.runtime.running import Running, children_of
+from tests.runtime.running import children_of, wait_for
 from tests.runtime.scoring import iris_expected, iris_request
 
 LOADED = "loaded model"
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, run: Running) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{run.output()}")
 
 
 def _parent(pid: int) -> int:
@@ -41,7 +32,7 @@ def test_workers_are_forked_from_the_loaded_model_and_a_killed_one_is_reforked_w
     model = model_dir("sklearn_iris")
     run = start_runtime(model, env={"KILN_WORKERS": "2"})
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 60, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 60, "both workers ready", run)
     zygote = run.zygote()
     assert zygote is not None
     workers = run.workers()
@@ -51,12 +42,13 @@ def test_workers_are_forked_from_the_loaded_model_and_a_killed_one_is_reforked_w
     assert response.json() == {"predictions": iris_expected(model)}
     output = run.output()
     assert output.count(LOADED) == 1, output  # once, in the zygote, for both workers
-    assert re.search(r"ready: serving model .* in [\d.]+ s \(supervisor [\d.]+ s, model start", output)
+    ready_line = r"ready: serving model .* in [\d.]+ s \(supervisor [\d.]+ s, model start"
+    wait_for(lambda: re.search(ready_line, run.output()) is not None, 15, "the ready line", run)
 
     killed_at = time.monotonic()
     os.kill(workers[0], signal.SIGKILL)
     died = "died (signal SIGKILL)"
-    _wait_for(lambda: "ready (2/2)" in run.output().partition(died)[2], 30, "a new fork", run)
+    wait_for(lambda: "ready (2/2)" in run.output().partition(died)[2], 30, "a new fork", run)
     replaced_in = time.monotonic() - killed_at
     assert replaced_in < 5, f"the replacement took {replaced_in:.2f} s"  # seconds to load the model otherwise
     assert run.output().count(LOADED) == 1  # no second load
@@ -75,7 +67,7 @@ def test_a_worker_killed_under_load_costs_at_most_the_requests_inside_it(
     model = model_dir("sklearn_iris")
     run = start_runtime(model, env={"KILN_WORKERS": "2"})
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 60, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 60, "both workers ready", run)
     body, stop_at = iris_request(model), time.monotonic() + 4.0
     statuses: list[int | str] = []
 
@@ -96,7 +88,7 @@ def test_a_worker_killed_under_load_costs_at_most_the_requests_inside_it(
     failed = [status for status in statuses if status != 200]
     assert len(statuses) > 50, statuses
     assert len(failed) <= CLIENTS, f"{len(failed)} of {len(statuses)} failed: {failed}"
-    _wait_for(lambda: len(run.workers()) == 2, 30, "the replacement", run)
+    wait_for(lambda: len(run.workers()) == 2, 30, "the replacement", run)
 
 
 CLIENTS = 4
@@ -138,7 +130,7 @@ def test_a_model_that_starts_threads_is_loaded_in_each_worker_instead(
 ) -> None:
     run = start_runtime(thread_model, env={"KILN_WORKERS": "2"})
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
     output = run.output()
     assert (
         "not forking the workers from the loaded model: loading the model started 1 thread(s) (model-ticker)"
@@ -158,7 +150,7 @@ def test_preload_off_loads_in_each_worker(
     model = model_dir("sklearn_iris")
     run = start_runtime(model, env={"KILN_WORKERS": "2", "KILN_PRELOAD_MODEL": "off"})
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
     assert run.zygote() is None
     assert {_parent(pid) for pid in run.workers()} == {run.supervisor_pid()}
     assert run.output().count(LOADED) == 2
@@ -176,7 +168,7 @@ def test_cuda_workers_one_per_gpu_each_with_its_own_device(
     env = {"KILN_ACCELERATOR": "cuda", "_KILN_DEV_DIR": str(dev)}
     run = start_runtime(model_dir("sklearn_iris"), env=env)
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
     assert run.zygote() is None  # a CUDA context does not survive a fork
     devices = sorted(_environ(pid).get("CUDA_VISIBLE_DEVICES", "unset") for pid in run.workers())
     assert devices == ["0", "1"]
