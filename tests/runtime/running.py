@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +97,18 @@ class Running:
 
     def nginx_master(self) -> int | None:
         return next((pid for pid, cmd in self.children() if cmd.startswith("nginx: master")), None)
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, run: Running, poll: float = 0.05
+) -> None:
+    """Poll ``condition`` until true; fail with the runtime's output after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{run.output()}")
 
 
 def children_of(parent: int) -> list[tuple[int, str]]:

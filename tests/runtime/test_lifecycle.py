@@ -15,17 +15,8 @@ from pathlib import Path
 import httpx
 
 from tests.runtime.conftest import StartRuntime
-from tests.runtime.running import Running, short_tmp_dir
+from tests.runtime.running import short_tmp_dir, wait_for
 from tests.runtime.scoring import iris_request, slow_request
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, run: Running) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{run.output()}")
 
 
 def _gone(pid: int) -> bool:
@@ -69,7 +60,7 @@ def test_request_timeout_is_answered_by_the_app_then_the_worker_is_replaced(
     assert "nginx" not in body["message"]  # the app's answer, not nginx's proxy timeout (12 s)
     assert 1.5 < elapsed < 6
     # The worker stuck in predict retires itself; the runtime replaces it and keeps serving.
-    _wait_for(lambda: worker not in run.workers() and len(run.workers()) == 1, 30, "a new worker", run)
+    wait_for(lambda: worker not in run.workers() and len(run.workers()) == 1, 30, "a new worker", run)
     run.wait_ready()
     assert run.post("/invocations", slow_request(0.1)).status_code == 200
     assert "stopped on its own after draining; starting a new one" in run.output()
@@ -104,13 +95,13 @@ def test_killed_worker_is_replaced_then_a_crash_loop_stops_the_runtime(
     model = model_dir("sklearn_iris")
     run = start_runtime(model, env={"KILN_WORKERS": "2"})
     run.wait_ready()
-    _wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
+    wait_for(lambda: "ready (2/2)" in run.output(), 90, "both workers ready", run)
     before = run.workers()
     os.kill(before[0], signal.SIGKILL)
     # The other worker keeps answering while the replacement loads.
     statuses = [run.post("/invocations", iris_request(model)).status_code for _ in range(20)]
     assert statuses == [200] * 20
-    _wait_for(lambda: len(run.workers()) == 2 and before[0] not in run.workers(), 30, "a new worker", run)
+    wait_for(lambda: len(run.workers()) == 2 and before[0] not in run.workers(), 30, "a new worker", run)
     assert "died (signal SIGKILL); starting a new one" in run.output()
     assert run.process.poll() is None
 
@@ -172,7 +163,7 @@ def test_restart_in_the_same_runtime_dir(
         first.process.kill()  # no clean-up at all
         first.wait_exit(10)
         # nginx and the worker notice their parent died and stop too.
-        _wait_for(lambda: all(_gone(pid) for pid in children), 30, "the children to stop", first)
+        wait_for(lambda: all(_gone(pid) for pid in children), 30, "the children to stop", first)
         assert (runtime_dir / "uvicorn-0.sock").exists()
 
         second = start_runtime(model, env={"KILN_WORKERS": "1"}, runtime_dir=runtime_dir)
