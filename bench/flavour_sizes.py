@@ -215,8 +215,8 @@ def _section(rows: list[Row], base_mb: float, stand_in_mb: float, load: str, com
     return f"""
 ## Image size per flavour: `kiln build` vs `mlflow models build-docker`
 
-Re-run (needs Docker, PyPI, a Debian mirror; about 40 minutes, most of it MLflow's in-image
-`pip install` of PyTorch's CUDA wheels):
+Re-run (needs Docker, PyPI, a Debian mirror; about 20 minutes, most of it MLflow's in-image
+`pip install`s, PyTorch's CUDA wheels above all):
 
 ```bash
 .venv/bin/python bench/flavour_sizes.py            # rewrites this section
@@ -239,8 +239,8 @@ host's CA bundle). "CUDA packages": installed distributions named `nvidia-*` or 
 (kiln: in /opt/kiln/venv; MLflow: in the image's Python); MLflow's: {mlflow_cuda}. "same answer":
 both images answered the model's `serving_input_example.json` with 200 and equal JSON.
 
-kiln ran with this host's pip configuration, whose find-links hold PyPI's `torch` as PyTorch's
-CPU build (`torch==2.13.0+cpu`): kiln asks for `torch==X+cpu` on CPU images and `xgboost-cpu` for
+kiln ran with this host's pip configuration, whose find-links hold PyTorch's CPU build
+(`torch==2.13.0+cpu`): kiln asks for `torch==X+cpu` on CPU images and `xgboost-cpu` for
 `xgboost`. MLflow's `build-docker --env-manager local` runs `pip install` of the model's
 requirements inside the image, from PyPI: `torch==2.13.0` there is the CUDA build.
 
