@@ -73,17 +73,19 @@ def test_every_process_runs_as_non_root(hardened: Container, record_property: Re
     script = 'for s in /proc/[0-9]*/status; do echo "$(grep ^Name: $s | cut -f2) $(grep ^Uid: $s | cut -f2-)"; done'  # noqa: E501
     lines = hardened.docker("exec", hardened.name, "sh", "-c", script).stdout.splitlines()
     processes = [line.split() for line in lines if len(line.split()) == 5]
-    servers = [fields[0] for fields in processes if fields[0] in ("python", "nginx")]
+    # The supervisor is "python"; the zygote and the workers it forks name themselves.
+    kiln = [fields[0] for fields in processes if fields[0] in ("python", "kiln-zygote", "kiln-worker")]
+    nginx = [fields[0] for fields in processes if fields[0] == "nginx"]
     uids = sorted({int(uid) for fields in processes for uid in fields[1:]})
     record_trial(
         record_property,
         area=AREA,
         scenario="the processes of a running container (docker run IMAGE, no --user)",
         attempts=len(processes),
-        outcome=f"{servers.count('python')} python and {servers.count('nginx')} nginx processes, "
+        outcome=f"{len(kiln)} kiln ({', '.join(sorted(set(kiln)))}) and {len(nginx)} nginx processes, "
         f"plus the probe's own: every real, effective, saved and filesystem UID is {uids}",
     )
-    assert servers.count("python") >= 2 and servers.count("nginx") >= 2, lines
+    assert "python" in kiln and "kiln-worker" in kiln and len(nginx) >= 2, lines
     assert len(processes) == len(lines), lines
     assert uids == [contract.UID], lines
 
