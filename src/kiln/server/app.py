@@ -15,6 +15,7 @@ from kiln.server.invocations import Dispatch, MlflowScoring, ScoringEndpoint
 from kiln.server.lifespan import Lifespan
 from kiln.server.metrics import Metrics, MetricsMiddleware
 from kiln.server.state import ServerState
+from kiln.server.streaming import Streams
 from kiln.server.v2.routes import v2_routes
 from kiln.settings import RuntimeSettings
 
@@ -35,7 +36,7 @@ def create_app(settings: RuntimeSettings, *, on_ready: Callable[[], None] | None
     """
     metrics = Metrics() if settings.metrics else None
     state = ServerState(settings=settings, metrics=metrics)
-    invocations = ScoringEndpoint(state, MlflowScoring(state))
+    invocations = ScoringEndpoint(state, MlflowScoring(state), Streams(state))
     docs = ApiDocs(state)
     routes = [
         Route("/ping", handlers.ping, methods=["GET"]),

@@ -5,7 +5,8 @@ the body limit (413), the worker's queue limit (503 with ``Retry-After``), the p
 and its request timeout (504). A ``ScoringProtocol`` says what is particular: the checks
 on the request's head, the work run on the lane, and the shape of an error body. MLflow's
 ``POST /invocations`` is ``MlflowScoring``; the Open Inference Protocol's infer is in
-``kiln.server.v2.routes``.
+``kiln.server.v2.routes``. A ``"stream": true`` request to a model with ``predict_stream`` is
+answered as server-sent events by ``kiln.server.streaming``.
 
 Plain ASGI rather than Starlette's Request/Response because this is the hot path: for a
 small model the request objects cost as much as the parsing.
@@ -22,6 +23,7 @@ from typing import Protocol
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kiln.server import wording
+from kiln.server.batching import Batcher, ScoreWork
 from kiln.server.content import media_kind
 from kiln.server.errors import (
     DEADLINE_EXCEEDED,
@@ -33,6 +35,7 @@ from kiln.server.errors import (
 )
 from kiln.server.overload import RETRY_AFTER_HEADER
 from kiln.server.state import ServerState
+from kiln.server.streaming import Streams
 from kiln.server.timeout import PredictTimeout
 
 logger = logging.getLogger(__name__)
@@ -58,13 +61,21 @@ class ClientGone(Exception):
 class ScoringEndpoint:
     """One protocol's scoring endpoint, sharing the worker's queue limit and predict lane."""
 
-    def __init__(self, state: ServerState, protocol: ScoringProtocol) -> None:
+    def __init__(self, state: ServerState, protocol: ScoringProtocol, streams: Streams | None = None) -> None:
         self.state = state
         self.protocol = protocol
+        self.streams = streams
+        """``"stream": true`` requests (kiln.server.streaming); None: this protocol has no streams."""
+        batching = isinstance(protocol, MlflowScoring) and state.settings.max_batch_size > 1
+        self.batcher = Batcher(state) if batching else None
+        """Adaptive micro-batching (kiln.server.batching; opt-in): MLflow's protocol only."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            status, payload = await self._answer(scope, receive)
+            answer = await self._answer(scope, receive, send)
+            if answer is None:  # streamed: the events are sent
+                return
+            status, payload = answer
         except ClientGone:
             return
         except Exception as exc:  # a bug in kiln: still a JSON answer, and the trace in the log
@@ -81,7 +92,7 @@ class ScoringEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, bytes] | None:
         state, error = self.state, self.protocol.error
         lane = state.lane
         if lane is None:
@@ -90,12 +101,18 @@ class ScoringEndpoint:
         try:
             work = self.protocol.prepare(scope)
             body = await read_body(receive, header(scope, b"content-length"), state.settings.max_body_size)
+            streams = self.streams
+            stream = None if streams is None else streams.asked(scope, body)
         except ScoringFailure as exc:
             return exc.status, error(exc.status, exc.error_code, exc.message)
         queue = state.queue
         if not queue.enter():
             return 503, error(503, TEMPORARILY_UNAVAILABLE, queue.full_message())
         try:
+            if streams is not None and stream is not None:
+                return await streams.answer(stream, receive, send, deadline=deadline)
+            if self.batcher is not None:
+                return await self.batcher.run(work, body, deadline=deadline)
             return await lane.run(functools.partial(work, body), deadline=deadline)
         except PredictTimeout as exc:
             return 504, error(504, DEADLINE_EXCEEDED, f"{wording.TIMEOUT}: {exc}")
@@ -112,7 +129,7 @@ class MlflowScoring:
     def prepare(self, scope: Scope) -> Work:
         content_type = header(scope, b"content-type")
         kind = media_kind(None if content_type is None else content_type.decode("latin-1"))
-        return functools.partial(self.state.score, kind=kind)
+        return ScoreWork(self.state, kind)
 
     def error(self, status: int, error_code: str, message: str) -> bytes:
         return error_body(error_code, message)
