@@ -36,6 +36,9 @@ CONDA_ENV_DIR = f"{KILN_HOME}/conda-env"
 LOCK_PATH = f"{KILN_HOME}/requirements.lock"
 """The full lock (with hashes) the environment was installed from."""
 
+SBOM_PATH = f"{KILN_HOME}/sbom.cdx.json"
+"""The image's CycloneDX SBOM (both backends write it; docs/building.md, "Supply chain")."""
+
 INSTALLER_DIR = f"{KILN_HOME}/installer"
 """Model-agnostic images: the installer wheel (pip or uv) kept for the opt-in install at start."""
 
@@ -99,6 +102,10 @@ ENV_V2 = ("KILN_V2",)
 ENV_V2_MODEL_NAME = ("KILN_V2_MODEL_NAME", "MLSERVER_MODEL_NAME")
 """The model's name in ``/v2/models/{name}``; MLServer's variable, which KServe sets, is honoured."""
 ENV_V2_MODEL_VERSION = ("KILN_V2_MODEL_VERSION", "MLSERVER_MODEL_VERSION")
+ENV_MAX_BATCH_SIZE = ("KILN_MAX_BATCH_SIZE",)
+"""Most ``/invocations`` requests one worker combines into one ``predict`` call; 1 (default): no batching."""
+ENV_MAX_BATCH_DELAY = ("KILN_MAX_BATCH_DELAY",)
+"""Milliseconds a request that arrives while its worker is predicting may wait for more to join its batch."""
 DEFAULT_V2_MODEL_NAME = "mlflow-model"
 """The name ``mlflow models serve --enable-mlserver`` gave the model (MLServerDefaultModelName)."""
 
@@ -111,6 +118,10 @@ DEFAULT_GRACE_PERIOD = 25.0
 """Below Kubernetes' default 30 s termination grace; use ``docker stop -t 30``."""
 DEFAULT_MAX_QUEUE = 64
 """Per worker; 0 turns the limit off. How it was chosen: docs/scoring.md, "Overload"."""
+DEFAULT_MAX_BATCH_SIZE = 1
+"""No batching unless asked for: combining requests is only right for models that predict row by row."""
+DEFAULT_MAX_BATCH_DELAY = 2.0
+"""Milliseconds; only requests that find the worker busy wait, so an idle worker adds no delay."""
 
 # --- labels ------------------------------------------------------------------------------
 LABEL_PREFIX = "io.kiln"

@@ -124,6 +124,21 @@ def _count(name: str, value: str) -> int:
     return envvars.parse_int(name, value, minimum=0)
 
 
+def _batch_size(name: str, value: str) -> int:
+    return max(1, envvars.parse_int(name, value, minimum=0))  # 0 and 1 both mean no batching
+
+
+def _milliseconds(name: str, value: str) -> float:
+    text = value.strip().lower().removesuffix("ms")
+    try:
+        millis = float(text)
+    except ValueError:
+        raise UsageError(f"{name}={value!r} is not a number of milliseconds (e.g. 2 or 0.5)") from None
+    if not 0 <= millis <= 60_000:
+        raise UsageError(f"{name}={value!r} must be between 0 and 60000 milliseconds")
+    return millis
+
+
 def _header_size(name: str, value: str) -> int:
     size = envvars.parse_size(name, value)
     if size < 1024:  # nginx needs a buffer at least its connection_pool_size (512 bytes)
@@ -164,6 +179,8 @@ ADDRESS = Kind(_host, metavar="HOST")
 PORT = Kind(_port, metavar="PORT")
 WORKERS = Kind(_workers, metavar="N")
 COUNT = Kind(_count, metavar="N")
+BATCH_SIZE = Kind(_batch_size, metavar="N")
+MILLISECONDS = Kind(_milliseconds, repr, "MS")
 SECONDS = Kind(envvars.parse_seconds, repr, "SECONDS")
 SIZE = Kind(envvars.parse_size, metavar="SIZE")
 HEADER_SIZE = Kind(_header_size, metavar="SIZE")

@@ -20,11 +20,13 @@ from kiln.errors import UsageError
 from kiln.setting_kinds import (
     ACCELERATOR,
     ADDRESS,
+    BATCH_SIZE,
     BOOLEAN,
     COUNT,
     HEADER_SIZE,
     JSON_OBJECT,
     LOG_LEVEL,
+    MILLISECONDS,
     OPTIONAL_TEXT,
     PORT,
     PRELOAD_MODE,
@@ -106,6 +108,17 @@ class RuntimeSettings:
         contract.DEFAULT_MAX_QUEUE, contract.ENV_MAX_QUEUE, COUNT,
         "Scoring requests one worker holds at once (being predicted or waiting); more get an "
         "immediate 503 with Retry-After. 0: no limit",
+    )
+    max_batch_size: int = setting(
+        contract.DEFAULT_MAX_BATCH_SIZE, contract.ENV_MAX_BATCH_SIZE, BATCH_SIZE,
+        "Adaptive micro-batching: most /invocations requests one worker combines into one predict "
+        "call (same format, columns, dtypes and params; only for models that predict row by row). "
+        "1: no batching",
+    )
+    max_batch_delay: float = setting(
+        contract.DEFAULT_MAX_BATCH_DELAY, contract.ENV_MAX_BATCH_DELAY, MILLISECONDS,
+        "Milliseconds a request that finds its worker predicting may wait for more to join its "
+        "batch (an idle worker predicts at once)",
     )
     metrics: bool = setting(
         True, contract.ENV_METRICS, BOOLEAN, "Prometheus metrics on /metrics", negation="--no-metrics",

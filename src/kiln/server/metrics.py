@@ -9,9 +9,10 @@ it returns, and calls ``mark_worker_dead(pid)`` when a worker exits. Without
 Metrics: ``kiln_requests_total{method,path,status}``,
 ``kiln_request_duration_seconds{path}`` (histogram), ``kiln_requests_in_flight`` and
 ``kiln_predict_timeouts_total{state}`` (``queued``: dropped before it ran; ``running``:
-the worker is being replaced). The V2 paths are counted by their template, with the model's
-name and version as ``{name}`` and ``{version}`` (``/v2/models/{name}/infer``); other paths
-than the app's own as ``other``.
+the worker is being replaced); with micro-batching on, ``kiln_batch_size`` (requests per
+predict call) and ``kiln_batch_wait_seconds`` (a request's wait for its batch). The V2
+paths are counted by their template, with the model's name and version as ``{name}`` and
+``{version}`` (``/v2/models/{name}/infer``); other paths than the app's own as ``other``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_SUBDIR = "metrics"
 KNOWN_PATHS = frozenset({"/ping", "/health", "/version", "/invocations", "/metrics"})
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 _prepared_dir: list[str] = []
 
@@ -81,6 +85,18 @@ class Metrics:
             ("state",),
             registry=registry,
         )
+        self.batch_size = Histogram(
+            "kiln_batch_size",
+            "Requests per predict call with micro-batching on (KILN_MAX_BATCH_SIZE > 1)",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_wait = Histogram(
+            "kiln_batch_wait_seconds",
+            "Time a request waited for its batch to leave for the predict lane",
+            buckets=BATCH_WAIT_BUCKETS,
+            registry=registry,
+        )
         self._children: dict[tuple[str, str, int], Any] = {}
         self._durations: dict[str, Any] = {}
 
@@ -94,6 +110,12 @@ class Metrics:
         if histogram is None:
             histogram = self._durations[path] = self.duration.labels(path)
         histogram.observe(seconds)
+
+    def batch(self, size: int, waits: list[float]) -> None:
+        """A batch of ``size`` requests left for the lane; ``waits``: how long each waited for it."""
+        self.batch_size.observe(size)
+        for wait in waits:
+            self.batch_wait.observe(wait)
 
     def predict_timeout(self, started: bool) -> None:
         self.timeouts.labels("running" if started else "queued").inc()
