@@ -6,7 +6,8 @@
     wheelhouse/           exactly the wheels the lock names, for the image's platform
     installer/            the pip wheel (virtualenv) or uv wheel (uv) used to install them
     kiln/                 a wheel of the running kiln
-    conda.yaml            the conda environment (conda only)
+    conda/                conda only: conda.lock, conda-pip.lock, conda-pkgs/, conda-wheelhouse/
+                          (``kiln.env.conda.prepare``)
 
 Nothing written there names an index or carries a credential.
 """
@@ -29,7 +30,7 @@ from kiln.contract import RUNTIME_REQUIREMENTS, EnvManager
 from kiln.env import platform
 from kiln.env.accelerators import Accelerator, choose_variants, cuda_libraries, cuda_note, detect
 from kiln.env.cache import atomic_write, cache_root
-from kiln.env.conda import conda_environment, write_conda_file
+from kiln.env.conda import parse_conda_environment, prepare_conda_environment
 from kiln.env.fetch import fetch_wheels
 from kiln.env.kiln_wheel import build_kiln_wheel
 from kiln.env.lockfile import LockEntry, add_hashes, ensure_no_credentials, lock_digest, parse_lock
@@ -38,6 +39,7 @@ from kiln.env.mlflow_choice import SKINNY, MlflowChoice, choose_mlflow, host_mlf
 from kiln.env.requirements import ParsedRequirements, read_requirements_file
 from kiln.env.sources import ModelEnvironment, read_model_environment
 from kiln.env.spec import EnvSpec, TargetPlatform
+from kiln.env.trim import trim_lock
 from kiln.env.uvproject import uv_project_requirements
 from kiln.env.wheelbuild import build_mlflow_home
 from kiln.errors import DependencyError, UsageError
@@ -49,7 +51,9 @@ LOCK_NAME = "requirements.lock"
 WHEELHOUSE = "wheelhouse"
 INSTALLER_DIR = "installer"
 KILN_DIR = "kiln"
-CONDA_NAME = "conda.yaml"
+CONDA_DIR = "conda"
+_DEFAULT_CONDA = {"channels": ["conda-forge"], "dependencies": []}
+"""No model (a requirements file, --env-from without conda.yaml): the pip section on conda-forge's Python."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,11 @@ def _lock_and_fetch(
         label=environment.label,
     )
     request, text, notes = lock_variants(request, choice, accelerator, notes, cache_dir, say)
+    trimmed = trim_lock(text)
+    if trimmed.left_out:
+        text = trimmed.text
+        left_out = ", ".join(trimmed.left_out)
+        notes.append(f"left out {left_out}: MLflow requires them, serving never imports them")
     entries = parse_lock(text)
     fetched = fetch_wheels(
         entries, target=target, dest=work_dir / WHEELHOUSE, cache_dir=cache_dir, local_wheels=local_wheels
@@ -165,9 +174,8 @@ def _lock_and_fetch(
 def _clear_outputs(work_dir: Path) -> None:
     """Remove what an earlier run left, so a failed or different build cannot reuse stale files."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    for name in (LOCK_NAME, CONDA_NAME):
-        (work_dir / name).unlink(missing_ok=True)
-    for name in (WHEELHOUSE, INSTALLER_DIR, KILN_DIR):
+    (work_dir / LOCK_NAME).unlink(missing_ok=True)
+    for name in (WHEELHOUSE, INSTALLER_DIR, KILN_DIR, CONDA_DIR):
         if (work_dir / name).is_dir():
             shutil.rmtree(work_dir / name)
 
@@ -278,26 +286,35 @@ def _conda_spec(
     notes: list[str],
     say: Callable[[str], None],
 ) -> EnvSpec:
-    requirements = _strings(choice.requirements) + RUNTIME_REQUIREMENTS
-    base = environment.model.conda if environment.model else None
-    env = conda_environment(base, pip_requirements=requirements, python_version=target.python_version)
-    data = write_conda_file(env, work_dir / CONDA_NAME)
-    say(f"wrote {CONDA_NAME} with {len(requirements)} pip requirements (conda resolves it in the image)")
+    """Solve, lock and fetch the model's conda environment on the host (``kiln.env.conda``):
+    its conda packages from its channels, its pip section (MLflow settled, kiln's runtime
+    added) locked with uv for the environment's own Python."""
+    requirements = _strings(choice.requirements)
+    conda = environment.model.conda if environment.model else None
+    origin = environment.model.source if environment.model else "the default conda environment"
+    parsed = parse_conda_environment(conda if conda is not None else _DEFAULT_CONDA, origin=origin)
+    prepared = prepare_conda_environment(
+        parsed,
+        target=target,
+        work_dir=work_dir / CONDA_DIR,
+        pip_requirements=requirements,
+        runtime=RUNTIME_REQUIREMENTS,
+        progress=say,
+    )
+    python = prepared.target.python_version
+    if python != target.python_version:
+        notes.append(f"the conda environment's Python is {python} (the model named {target.python_version})")
     return EnvSpec(
         env_manager="conda",
-        target=target,
-        requirements=requirements,
+        target=prepared.target,
+        requirements=requirements + RUNTIME_REQUIREMENTS,
         lock_file=None,
-        lock_digest=lock_digest(data.decode("utf-8")),
+        lock_digest=prepared.digest,
         wheelhouse=None,
         kiln_wheel=kiln_wheel,
         kiln_wheel_digest=kiln_digest,
-        conda_file=work_dir / CONDA_NAME,
-        notes=(
-            *notes,
-            *choice.notes,
-            "conda environment is not locked on the host: conda resolves it in the image",
-        ),
+        conda=prepared,
+        notes=(*notes, *choice.notes),
     )
 
 

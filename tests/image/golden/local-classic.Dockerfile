@@ -13,7 +13,7 @@ RUN /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/p
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore \
       --root /opt/kiln/env-stage --ignore-installed \
-      --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
+      --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/env-stage -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 

@@ -17,7 +17,7 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
  && uv venv --python /opt/kiln/python/bin/python3 /opt/kiln/venv \
  && uv pip install --python /opt/kiln/venv/bin/python \
       --offline --no-index --compile-bytecode \
-      --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
+      --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 

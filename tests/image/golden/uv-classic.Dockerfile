@@ -15,7 +15,7 @@ RUN /usr/local/bin/python3 -m zipfile -e /tmp/kiln-build/installer/uv-0.5.0-py3-
  && uv venv --python /usr/local/bin/python3 /opt/kiln/venv \
  && uv pip install --python /opt/kiln/venv/bin/python \
       --offline --no-index --no-cache --compile-bytecode \
-      --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
+      --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 

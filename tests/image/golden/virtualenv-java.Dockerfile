@@ -12,7 +12,7 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
  && /opt/kiln/venv/bin/python /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore \
-      --require-hashes --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
+      --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 
