@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,24 +16,7 @@ from kiln.server.app import create_app
 from kiln.server.streaming import NOT_STREAMABLE
 from kiln.settings import RuntimeSettings
 from tests.server.serving import ProcessServer, ThreadServer, wait_until
-
-MODEL_CODE = Path(__file__).parent / "stream_model.py"
-PARAMS = {"chunks": 3, "first_delay": 0.0, "delay": 0.0, "fail_at": -1, "record": ""}
-DONE = "[DONE]"
-
-
-def save_stream_model(
-    dest: Path, *, streamable: bool | None = None, params: dict[str, Any] | None = None
-) -> Path:
-    """The streaming pyfunc of ``stream_model.py`` with a ``prompt`` input and ``PARAMS``."""
-    import mlflow.pyfunc
-    from mlflow.models import infer_signature
-
-    signature = infer_signature({"prompt": "hi"}, ["hi0"], params=params or PARAMS)
-    mlflow.pyfunc.save_model(
-        str(dest), python_model=str(MODEL_CODE), signature=signature, streamable=streamable
-    )
-    return dest
+from tests.server.sse import DONE, PARAMS, events, save_stream_model
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +33,6 @@ def url(stream_model: Path) -> Iterator[str]:
 
 def post(url: str, body: dict[str, Any], timeout: float = 30) -> requests.Response:
     return requests.post(url, json=body, stream=True, timeout=timeout)
-
-
-def events(response: requests.Response) -> Iterator[Any]:
-    """MLflow's ``DatabricksDeploymentClient.predict_stream`` reading: every non-empty line is
-    ``data: <JSON>``, and ``data: [DONE]`` ends the stream (yielded as DONE)."""
-    response.encoding = "utf-8"
-    for raw in response.iter_lines(decode_unicode=True):
-        line = raw.strip()
-        if not line:
-            continue
-        key, _, value = line.partition(":")
-        assert key == "data", f"a line that is not 'data: ...': {line!r}"
-        value = value.strip()
-        if value == DONE:
-            yield DONE
-            return
-        yield json.loads(value)
 
 
 def test_stream_answers_one_event_per_chunk_then_done(url: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from kiln.errors import ServeError
 from kiln.runtime.layout import RuntimeLayout
+from kiln.runtime.nginx_errors import error_pages
 from kiln.settings import RuntimeSettings
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ def render_nginx_conf(config: NginxConfig, *, loading: bool = False) -> str:
     values["client_timeout_text"] = _seconds(config.client_timeout)
     values["client_timeout"] = _duration(config.client_timeout)
     values["header_buffer_size"] = _size(config.header_buffer_size)
+    values["error_pages"] = error_pages(
+        max_body_size=config.client_max_body_size, proxy_timeout=config.proxy_timeout
+    )
     return template.render(**values)
 
 
