@@ -83,6 +83,19 @@ def forward_lines(child: Child, data: bytes, out_fd: int = 1, *, flush: bool = F
         del child.pending[:end]
 
 
+def forward_output(child: Child, exited: bool) -> bool:
+    """A child's output lines to stdout (``forward_lines``); after it exited, everything it left.
+    True when its pipe is done (end of file, or the child exited)."""
+    data = child.read_pipe()
+    while data:
+        forward_lines(child, data)
+        data = child.read_pipe() if exited else b""
+    if data is None or exited:
+        forward_lines(child, b"", flush=True)
+        return True
+    return False
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

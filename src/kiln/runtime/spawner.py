@@ -18,8 +18,17 @@ from collections.abc import Mapping
 from kiln.runtime import processes, zygote
 from kiln.runtime.plan import Plan, bind_worker_socket
 from kiln.runtime.processes import Child
+from kiln.server.metrics import prepare_metrics_dir
 
 logger = logging.getLogger(__name__)
+
+
+def worker_env(plan: Plan) -> dict[str, str]:
+    """The workers' environment: ours, the settings, and the shared metrics directory."""
+    env = {**os.environ, **plan.settings.to_env()}
+    if plan.settings.metrics:
+        env.update(prepare_metrics_dir(str(plan.layout.root)))
+    return env
 
 
 class Spawner:

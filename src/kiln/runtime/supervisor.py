@@ -29,10 +29,11 @@ from kiln.runtime.logrelay import LogRelay
 from kiln.runtime.plan import Plan, bind_listener, check_port_free
 from kiln.runtime.prctl import become_subreaper
 from kiln.runtime.processes import Child, describe_exit
+from kiln.runtime.proxycheck import ProxyCheck
 from kiln.runtime.signals import SignalPipe
-from kiln.runtime.spawner import Spawner
+from kiln.runtime.spawner import Spawner, worker_env
 from kiln.runtime.zygote import receive
-from kiln.server.metrics import mark_worker_dead, prepare_metrics_dir
+from kiln.server.metrics import mark_worker_dead
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def run(plan: Plan) -> int:
         else:
             shared = bind_listener(plan)
         try:
-            return _Supervisor(plan, Spawner(plan, _worker_env(plan), shared), relay).run()
+            return _Supervisor(plan, Spawner(plan, worker_env(plan), shared), relay).run()
         finally:
             if shared is not None:
                 shared.close()
@@ -63,13 +64,6 @@ def run(plan: Plan) -> int:
                 path.unlink(missing_ok=True)
     finally:
         lock.close()
-
-
-def _worker_env(plan: Plan) -> dict[str, str]:
-    env = {**os.environ, **plan.settings.to_env()}
-    if plan.settings.metrics:
-        env.update(prepare_metrics_dir(str(plan.layout.root)))
-    return env
 
 
 class _Supervisor:
@@ -139,6 +133,8 @@ class _Supervisor:
                     self._on_signal(signum)
             elif isinstance(key.data, LogRelay):
                 key.data.read()
+            elif isinstance(key.data, ProxyCheck):
+                self._on_proxied(key.data)
             else:
                 child = key.data
                 assert isinstance(child, Child)
@@ -212,13 +208,7 @@ class _Supervisor:
             self._on_ready(child)
 
     def _forward_nginx_output(self, child: Child, exited: bool) -> None:
-        """nginx's access log lines to our stdout; after nginx exited, everything it left."""
-        data = child.read_pipe()
-        while data:
-            processes.forward_lines(child, data)
-            data = child.read_pipe() if exited else b""
-        if data is None or exited:
-            processes.forward_lines(child, b"", flush=True)
+        if processes.forward_output(child, exited):
             self._close_pipe(child)
 
     def _close_pipe(self, child: Child) -> None:
@@ -232,29 +222,37 @@ class _Supervisor:
         logger.info("worker %d ready (%d/%d)", child.pid, ready, self.plan.workers)
         if not self.served and not self.stopping:
             self.served = True
-            self._proxy()
-            via = "nginx" if self.plan.nginx_binary else "uvicorn"
-            settings = self.plan.settings
-            where = nginx.listen_address(settings.host, settings.port)
-            first = "first worker" if self.spawner.preload else "first worker, model load included"
-            taken = startup.describe(time.monotonic() - self.started, self.phases, last=first)
-            logger.info(
-                "ready: serving model %s on http://%s (%s) in %s", settings.model_dir, where, via, taken
-            )
+            if not self._proxy():
+                self._say_ready()
 
-    def _proxy(self) -> None:
-        """nginx proxies from now on: reload it with the serving config (new workers, same socket)."""
+    def _on_proxied(self, check: ProxyCheck) -> None:
+        self.selector.unregister(check)
+        check.close()
+        if not check.healthy:
+            logger.warning("nginx did not answer /ping with 200 within 10 s of its reload")
+        if not self.stopping:
+            self._say_ready()
+
+    def _say_ready(self) -> None:
+        via = "nginx" if self.plan.nginx_binary else "uvicorn"
+        settings = self.plan.settings
+        where = nginx.listen_address(settings.host, settings.port)
+        first = "first worker" if self.spawner.preload else "first worker, model load included"
+        taken = startup.describe(time.monotonic() - self.started, self.phases, last=first)
+        logger.info("ready: serving model %s on http://%s (%s) in %s", settings.model_dir, where, via, taken)
+
+    def _proxy(self) -> bool:
+        """nginx proxies from now on: reload it with the serving config (new workers, same socket).
+        The reload is asynchronous: "ready" waits for a ProxyCheck (False: no nginx, ready now)."""
         nginx_proc = self._nginx()
         if nginx_proc is None:
-            return
+            return False
         self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf, encoding="utf-8")
         nginx_proc.send(signal.SIGHUP)
-        # The reload is asynchronous: "ready" must not be said while nginx's old workers answer 503.
         settings = self.plan.settings
-        if not healthcheck.wait_healthy(
-            settings.port, host=healthcheck.probe_host({"KILN_HOST": settings.host})
-        ):
-            logger.warning("nginx did not answer /ping with 200 within 10 s of its reload")
+        check = ProxyCheck(settings.port, healthcheck.probe_host({"KILN_HOST": settings.host}))
+        self.selector.register(check, selectors.EVENT_READ, check)
+        return True
 
     def _on_exit(self, pid: int, code: int) -> None:
         child = self.children.pop(pid, None)
