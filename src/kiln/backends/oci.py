@@ -35,11 +35,10 @@ from kiln.image.layers.build import (
     environment_job,
     kiln_job,
     make_layer,
-    model_job,
+    model_jobs,
     system_job,
 )
 from kiln.image.layers.probe import probe_files
-from kiln.image.model_files import copy_model
 from kiln.image.probe import BaseImageInfo
 from kiln.image.supply.attach import STATUS, attachments, carry, image_sbom, model_files, provenance
 from kiln.image.supply.sbom import SBOM_PATH
@@ -199,9 +198,7 @@ class OciBuilder:
             if request.model_dir is None:
                 raise ValueError("spec has a model but the request has no model_dir")
             # The same checked, mode-normalised copy the Docker backend's context holds.
-            copy = request.work / "oci-model"
-            copy_model(request.model_dir, copy)
-            jobs.append(model_job(copy))
+            jobs += model_jobs(request.model_dir, spec.model_layout, copy=request.work / "oci-model")
         return jobs
 
     def _layer(self, job: LayerJob, base: BaseImage, request: BuildRequest, progress: Progress) -> MadeLayer:

@@ -1,21 +1,106 @@
 """The model's files as they go into an image: checked (no link out of the model, no special files),
-modes normalised, owned by root. Both backends put this copy in the model layer."""
+modes normalised, owned by root, and laid out in layers.
+
+``plan_model_layout`` decides once, for both backends, which files get an image layer of their own:
+every regular file of ``LARGE_FILE_SIZE`` or more (weights, checkpoints), by path. The rest of the
+model is one layer, the last. A registry client pulls and pushes layers in parallel, and a change
+to a small file (``MLmodel``, a tokenizer) re-sends only the small-files layer. The large files
+are never copied: ``place_large_files`` hard-links them where a backend reads them.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import ModelError
 
+log = logging.getLogger(__name__)
 
-def copy_model(source: Path, dest: Path) -> None:
+LARGE_FILE_SIZE = 64 * 1024 * 1024
+"""A model file of this many bytes or more gets a layer of its own (64 MiB)."""
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\\"$*?\[\]]')
+"""Characters a Dockerfile COPY would glob or expand (and control characters): a file whose path
+has one stays in the small-files layer, where the directory copy carries it untouched."""
+
+
+@dataclass(frozen=True)
+class LargeFile:
+    """A model file with a layer of its own."""
+
+    path: str
+    """Relative POSIX path inside the model directory."""
+    size: int
+    mode: int
+    """Its mode in the image: 0755 when the host file is executable, else 0644."""
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Which model files get a layer each (sorted by path); everything else shares the last layer."""
+
+    threshold: int = LARGE_FILE_SIZE
+    large: tuple[LargeFile, ...] = ()
+
+    @property
+    def large_paths(self) -> frozenset[str]:
+        return frozenset(item.path for item in self.large)
+
+
+def plan_model_layout(model_dir: Path, threshold: int = LARGE_FILE_SIZE) -> ModelLayout:
+    """The layout of ``model_dir``: from the files' sizes and paths only (nothing is read)."""
+    root = model_dir.resolve()
+    large: list[LargeFile] = []
+    for current, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(current) / name
+            info = path.lstat()
+            relative = path.relative_to(root).as_posix()
+            if stat.S_ISREG(info.st_mode) and info.st_size >= threshold and not _UNSAFE.search(relative):
+                large.append(LargeFile(relative, info.st_size, _image_mode(info.st_mode)))
+    return ModelLayout(threshold, tuple(sorted(large, key=lambda item: item.path)))
+
+
+def place_large_files(source: Path, layout: ModelLayout, dest: Path, *, exact_modes: bool) -> int:
+    """Put each of ``layout``'s large files at ``dest/<path>``: a hard link to the model's own file
+    (no second copy of the weights), or a copy where no link can be made (another filesystem, a
+    file the user may not link). ``exact_modes``: the reader keeps the host's mode (Docker's
+    classic builder, which has no ``COPY --chmod``), so a file whose mode is not already the
+    image's is copied and given it. Returns the bytes copied."""
+    root = source.resolve()
+    copied = 0
+    for item in layout.large:
+        path, target = root / item.path, dest / item.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not (exact_modes and stat.S_IMODE(path.stat().st_mode) != item.mode):
+            try:
+                os.link(path, target)
+                continue
+            except OSError as exc:
+                log.debug("cannot hard-link %s (%s): copying it", path, exc)
+        _copy_file(path, target, item.mode)
+        copied += item.size
+    if copied:
+        log.info("copied %d MiB of large model files (no hard link was possible)", copied >> 20)
+    return copied
+
+
+def _image_mode(mode: int) -> int:
+    return 0o755 if mode & 0o111 else 0o644
+
+
+def copy_model(source: Path, dest: Path, *, skip: frozenset[str] = frozenset()) -> None:
     """Copy a model directory, refusing symlinks that leave it and special files.
 
     Directories become 0755 and files 0644 (0755 when executable), so the image's
     runtime user can read but not change the model whatever the host's umask was.
+    ``skip``: relative paths of files left out (the large files, placed by ``place_large_files``).
     """
     root = source.resolve()
     if not root.is_dir():
@@ -28,6 +113,8 @@ def copy_model(source: Path, dest: Path) -> None:
             path = here / name
             target = target_dir / name
             mode = path.lstat().st_mode
+            if path.relative_to(root).as_posix() in skip:
+                continue
             if stat.S_ISLNK(mode):
                 _copy_link(path, root, target, source)
                 if name in dirnames:
@@ -70,7 +157,7 @@ def _copy_file(path: Path, target: Path, mode: int) -> None:
         shutil.copyfile(path, target)
     except PermissionError as exc:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
-    target.chmod(0o755 if mode & 0o111 else 0o644)
+    target.chmod(_image_mode(mode))
 
 
 def _is_under(path: Path, root: Path) -> bool:

@@ -13,6 +13,7 @@ from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
 from kiln.image import facts
 from kiln.image.base import PythonPlan, describe_mismatch
+from kiln.image.model_files import LARGE_FILE_SIZE, ModelLayout, plan_model_layout
 from kiln.image.probe import BaseImageInfo
 from kiln.image.secrets import scrub_lock
 from kiln.model.info import ModelInfo, signature_summary
@@ -42,6 +43,8 @@ class ContextFiles:
     """A relocatable CPython fetched on the host (base image without the right Python)."""
     conda_file: str | None = None
     model: str | None = None
+    large_model_files: str | None = None
+    """Where the model's large files are (a ``COPY`` each); ``model`` holds the rest."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class ImageOptions:
     """Debian packages to add beyond nginx and the JRE: ``--system-package`` and native-library needs."""
     accelerator: Accelerator = "cpu"
     """``cuda``: the image says so to the NVIDIA container toolkit and to kiln's runtime."""
+    large_file_size: int = LARGE_FILE_SIZE
+    """A model file this big or bigger gets an image layer of its own."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class ImageSpec:
     gid: int = contract.GID
     kiln_version: str = __version__
     conda_image: str = CONDA_BUILDER_IMAGE
+    model_layout: ModelLayout = field(default_factory=ModelLayout)
+    """The model's large files, a layer each before the small-files layer, in both backends."""
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -122,7 +129,9 @@ class ImageSpec:
 BUNDLED_PYTHON_DIR = f"{contract.KILN_HOME}/python"
 
 
-def context_files(env: EnvSpec, *, bundled_python: bool, with_model: bool) -> ContextFiles:
+def context_files(
+    env: EnvSpec, *, bundled_python: bool, with_model: bool, large_files: bool = False
+) -> ContextFiles:
     """Where ``write_context`` puts each input: fixed folders, the wheels keep their names."""
     return ContextFiles(
         kiln_wheel=f"kiln/dist/{env.kiln_wheel.name}",
@@ -132,6 +141,7 @@ def context_files(env: EnvSpec, *, bundled_python: bool, with_model: bool) -> Co
         python="kiln/python" if bundled_python else None,
         conda_file="kiln/conda.yaml" if env.conda_file is not None else None,
         model="model" if with_model else None,
+        large_model_files="model-large" if with_model and large_files else None,
     )
 
 
@@ -152,7 +162,12 @@ def build_image_spec(
 ) -> ImageSpec:
     """Decide every line of the Dockerfile; raise BuildError for combinations that cannot work."""
     installer = _installer(env, base)
-    files = context_files(env, bundled_python=plan.bundled, with_model=model is not None)
+    layout = ModelLayout(options.large_file_size)
+    if model is not None:
+        layout = plan_model_layout(Path(model.path), options.large_file_size)
+    files = context_files(
+        env, bundled_python=plan.bundled, with_model=model is not None, large_files=bool(layout.large)
+    )
     build_python, python, site = _interpreters(env.env_manager, plan, base)
     packages: list[str] = []
     if not base.has_nginx:
@@ -183,6 +198,7 @@ def build_image_spec(
         site_packages=site,
         entrypoint=facts.entrypoint(python),
         healthcheck=facts.healthcheck(python),
+        model_layout=layout,
         notes=env.notes,
     )
 

@@ -114,9 +114,19 @@ def config(spec: ImageSpec) -> str:
 
 
 def model(spec: ImageSpec) -> str:
+    """The model's large files, a ``COPY`` (a layer) each, then the rest of the model in one."""
     if spec.files.model is None:
         return ""
-    return _render("model.j2", spec)
+    large = [
+        (
+            # BuildKit sets the image's mode, so the context can hold a hard link to the user's file
+            # whatever its mode; the classic builder keeps the context file's (made right there).
+            f"--chmod={item.mode:04o} " if spec.buildkit else "",
+            json.dumps([f"{spec.files.large_model_files}/{item.path}", f"{contract.MODEL_DIR}/{item.path}"]),
+        )
+        for item in spec.model_layout.large
+    ]
+    return _render("model.j2", spec, large=large, threshold_mib=spec.model_layout.threshold >> 20)
 
 
 def labels(spec: ImageSpec) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.image.layers.config import History, image_config
+from kiln.image.model_files import LargeFile, ModelLayout, copy_model, place_large_files
 from kiln.image.spec import ImageSpec, lock_digest
 from kiln.oci.blobstore import BlobStore, LayerCache
 from kiln.oci.canonical import canonical_json
@@ -111,8 +112,9 @@ def make_layer(
     return MadeLayer(job, result.layer.blob(store), reused=False, written=result.written)
 
 
-def tree_digest(root: Path) -> str:
-    """sha256 over a tree's paths, kinds, modes, link targets and file contents (not its times)."""
+def tree_digest(root: Path, *, skip: frozenset[str] = frozenset()) -> str:
+    """sha256 over a tree's paths, kinds, modes, link targets and file contents (not its times);
+    ``skip``: relative paths left out."""
     digest = hashlib.sha256()
     for current, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -120,6 +122,8 @@ def tree_digest(root: Path) -> str:
             path = Path(current) / name
             info = path.lstat()
             relative = path.relative_to(root).as_posix()
+            if relative in skip:
+                continue
             digest.update(f"{relative}\0{stat.S_IFMT(info.st_mode)}\0{stat.S_IMODE(info.st_mode)}\0".encode())
             if stat.S_ISLNK(info.st_mode):
                 digest.update(os.readlink(path).encode() + b"\0")
@@ -131,13 +135,36 @@ def tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def model_job(model_dir: Path) -> LayerJob:
-    """The model at /opt/ml/model, root-owned, read-only for the runtime user (as ``COPY model``)."""
+def model_jobs(model_dir: Path, layout: ModelLayout, *, copy: Path) -> list[LayerJob]:
+    """The model at /opt/ml/model, root-owned, read-only for the runtime user: a layer per large
+    file of ``layout`` (as the Dockerfile's ``COPY --chmod`` of each), then one for the rest (as
+    ``COPY model``). ``copy``: where the checked copy goes (its large files are hard links)."""
+    copy_model(model_dir, copy, skip=layout.large_paths)
+    place_large_files(model_dir, layout, copy, exact_modes=False)
+    return [*(_large_file_job(copy, item) for item in layout.large), _small_files_job(copy, layout)]
+
+
+def _small_files_job(copy: Path, layout: ModelLayout) -> LayerJob:
+    skip = {f"{contract.MODEL_DIR}/{path}" for path in layout.large_paths}
 
     def fill(_root: Path) -> Sequence[Entry]:
-        return [Entry.directory(contract.MODEL_DIR), *tree_entries(model_dir, prefix=contract.MODEL_DIR)]
+        entries = tree_entries(copy, prefix=contract.MODEL_DIR)
+        return [Entry.directory(contract.MODEL_DIR), *(e for e in entries if e.path not in skip)]
 
-    return LayerJob("model", {"tree": tree_digest(model_dir)}, fill)
+    return LayerJob("model", {"tree": tree_digest(copy, skip=layout.large_paths)}, fill)
+
+
+def _large_file_job(copy: Path, item: LargeFile) -> LayerJob:
+    source = copy / item.path
+
+    def fill(_root: Path) -> Sequence[Entry]:
+        return [
+            Entry.directory(contract.MODEL_DIR),
+            Entry(f"{contract.MODEL_DIR}/{item.path}", "file", item.mode, source=source),
+        ]
+
+    inputs = {"path": item.path, "mode": item.mode, "sha256": _file_digest(source)}
+    return LayerJob(f"model file {item.path} ({item.size >> 20} MiB)", inputs, fill)
 
 
 def assemble_image(
