@@ -236,3 +236,24 @@ def test_many_concurrent_streams(url: str) -> None:
         results = list(pool.map(one, range(16)))
     for n, received in enumerate(results):
         assert received == [*({"index": i, "text": f"c{n}-{i}"} for i in range(4)), DONE]
+
+
+def test_the_openapi_document_describes_the_stream(url: str) -> None:
+    import jsonschema_rs
+    import schemathesis
+
+    document = requests.get(url.replace("/invocations", "/openapi.json"), timeout=30).json()
+    operation = document["paths"]["/invocations"]["post"]
+    answer = operation["responses"]["200"]["content"]
+    assert set(answer) == {"application/json", "text/event-stream"}
+    assert "data: [DONE]" in answer["text/event-stream"]["schema"]["description"]
+    assert "no predict_stream" not in operation["responses"]["400"]["description"]
+    schemas = document["components"]["schemas"]
+    for name in ("ChatRequest", "DataframeRecordsRequest", "InputsRequest"):
+        assert schemas[name]["properties"]["stream"]["type"] == "boolean"
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema_rs.Draft202012Validator({**body, "components": document["components"]})
+    asked = {"prompt": "hi", "chunks": 2, "stream": True}
+    assert validator.is_valid(asked)
+    assert list(events(post(url, asked))) == [{"index": 0, "text": "hi0"}, {"index": 1, "text": "hi1"}, DONE]
+    assert [op.ok() for op in schemathesis.openapi.from_dict(document).get_all_operations()]

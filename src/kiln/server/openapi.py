@@ -23,6 +23,17 @@ JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
+EVENT_STREAM = "text/event-stream"
+STREAM_FLAG = {
+    "type": "boolean",
+    "default": False,
+    "description": "true: answer as server-sent events (text/event-stream) from the model's predict_stream",
+}
+STREAM_ANSWER = (
+    'With `"stream": true`: one event `data: <chunk as JSON>` per chunk of the model\'s predict_stream, '
+    'then `data: [DONE]`. A failure after the first chunk is a last event `data: {"error_code", "message", '
+    '"error_class", "sqlstate", "error"}` before `data: [DONE]`; one before it is the JSON error answer.'
+)
 
 
 def openapi_document(
@@ -45,14 +56,17 @@ def openapi_document(
     """
     signature = Signature.read(info.signature)
     type_hints = info.mlmodel.get("is_signature_from_type_hint") is True
+    streams = streamable(info)
     variants = request_variants(signature, type_hints=type_hints)
+    if streams:
+        variants = {name: _with_stream(schema) for name, schema in variants.items()}
     paths: dict[str, Any] = {
         "/ping": {"get": _health("ping", "Liveness and readiness")},
         "/health": {"get": _health("health", "The same as /ping")},
         "/version": {"get": _version()},
         "/invocations": {
             "post": _invocations(
-                signature, variants, parquet, serving_example, max_body_size, request_timeout
+                signature, variants, parquet, serving_example, max_body_size, request_timeout, streams
             )
         },
     }
@@ -128,6 +142,7 @@ def _invocations(
     example: Any,
     max_body_size: int,
     request_timeout: float,
+    streams: bool,
 ) -> dict[str, Any]:
     json_body: dict[str, Any] = {
         "schema": {"anyOf": [{"$ref": f"#/components/schemas/{n}"} for n in variants]}
@@ -142,15 +157,9 @@ def _invocations(
         content[CSV] = {"schema": {"type": "string", "description": f"CSV with a header row ({header})."}}
     if parquet:
         content[PARQUET] = {"schema": {"type": "string", "format": "binary"}}
-    unwrapped = "ChatRequest" in variants
-    prediction = {
-        "description": "The model's prediction (outputs: " + _describe_specs(signature.outputs) + ")."
-    }
-    ok_schema: dict[str, Any] = (
-        {"description": 'LLM-style requests get the prediction itself; others `{"predictions": ...}`.'}
-        if unwrapped
-        else {"type": "object", "required": ["predictions"], "properties": {"predictions": prediction}}
-    )
+    refused = "Malformed body, a wrong shape or type, or an error inside the model's predict"
+    if not streams:
+        refused += ' (also `"stream": true`: this model has no predict_stream)'
     return {
         "operationId": "invocations",
         "summary": "Score the model",
@@ -159,8 +168,8 @@ def _invocations(
         "The Content-Type parameter `charset=utf-8` is the only one allowed.",
         "requestBody": {"required": True, "content": content},
         "responses": {
-            "200": {"description": "The prediction", "content": {JSON: {"schema": ok_schema}}},
-            "400": _error("Malformed body, a wrong shape or type, or an error inside the model's predict"),
+            "200": {"description": "The prediction", "content": _answer(signature, variants, streams)},
+            "400": _error(refused),
             "413": _error(f"The body is larger than {max_body_size} bytes (KILN_MAX_BODY_SIZE)"),
             "415": _error("Missing or unsupported Content-Type, or a charset other than UTF-8"),
             "500": _error("The prediction has no JSON form"),
@@ -171,6 +180,32 @@ def _invocations(
             "504": _error(f"No answer within {request_timeout:g} s (KILN_REQUEST_TIMEOUT)"),
         },
     }
+
+
+def _answer(signature: Signature, variants: dict[str, Any], streams: bool) -> dict[str, Any]:
+    prediction = {
+        "description": "The model's prediction (outputs: " + _describe_specs(signature.outputs) + ")."
+    }
+    ok_schema: dict[str, Any] = (
+        {"description": 'LLM-style requests get the prediction itself; others `{"predictions": ...}`.'}
+        if "ChatRequest" in variants
+        else {"type": "object", "required": ["predictions"], "properties": {"predictions": prediction}}
+    )
+    content: dict[str, Any] = {JSON: {"schema": ok_schema}}
+    if streams:
+        content[EVENT_STREAM] = {"schema": {"type": "string", "description": STREAM_ANSWER}}
+    return content
+
+
+def streamable(info: ModelInfo) -> bool:
+    """The MLmodel's python_function flavour says ``streamable``: the model has ``predict_stream``."""
+    flavors = info.mlmodel.get("flavors")
+    pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
+    return isinstance(pyfunc, dict) and pyfunc.get("streamable") is True
+
+
+def _with_stream(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "properties": {**schema.get("properties", {}), "stream": STREAM_FLAG}}
 
 
 def _error(description: str) -> dict[str, Any]:
