@@ -257,3 +257,28 @@ def test_the_openapi_document_describes_the_stream(url: str) -> None:
     assert validator.is_valid(asked)
     assert list(events(post(url, asked))) == [{"index": 0, "text": "hi0"}, {"index": 1, "text": "hi1"}, DONE]
     assert [op.ok() for op in schemathesis.openapi.from_dict(document).get_all_operations()]
+
+
+def test_a_chat_model_streams_its_chunks(tmp_path: Path) -> None:
+    import mlflow
+    import mlflow.pyfunc
+
+    model = tmp_path / "chat"
+    mlflow.pyfunc.save_model(
+        str(model),
+        python_model=str(Path(__file__).parent / "chat_stream_model.py"),
+        pip_requirements=[f"mlflow=={mlflow.__version__}"],
+    )
+    server = ThreadServer(create_app(RuntimeSettings(model_dir=str(model)))).start()
+    try:
+        url = server.url + "/invocations"
+        messages = [{"role": "user", "content": "hello streaming world"}]
+        received = list(events(post(url, {"messages": messages, "max_tokens": 5, "stream": True})))
+        whole = requests.post(url, json={"messages": messages, "stream": False}, timeout=30).json()
+    finally:
+        server.stop()
+    assert received[-1] == DONE
+    chunks = received[:-1]
+    assert [chunk["object"] for chunk in chunks] == ["chat.completion.chunk"] * 3
+    assert [chunk["choices"][0]["delta"]["content"] for chunk in chunks] == ["hello", "streaming", "world"]
+    assert whole["choices"][0]["message"]["content"] == "hello streaming world"
