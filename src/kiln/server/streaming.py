@@ -136,7 +136,9 @@ class Streams:
 
     def asked(self, scope: Scope, body: bytes) -> StreamRequest | None:
         """The request if it asks for a stream this model serves; ScoringFailure if it cannot have one."""
-        if _NEEDLE not in body:  # the common case costs one substring search
+        # The common case costs one substring search; a body that holds the string elsewhere (a
+        # column named "stream") is decoded here once more, on the event loop, to look.
+        if _NEEDLE not in body:
             return None
         content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
         if content_type is None or media_kind(content_type.decode("latin-1")) != "json":
