@@ -1,8 +1,11 @@
-"""Start and stop the two servers the benchmark compares: ``kiln serve`` and ``mlflow models serve``.
+"""Start and stop the servers the benchmark compares: ``kiln serve`` (with and without micro-batching),
+``mlflow models serve``, MLServer with its MLflow runtime, and BentoML (with and without its adaptive
+batching).
 
 Each server runs in its own process group (so its workers and nginx stop with it),
-logs to a file (a full pipe would stall it), and is ready when ``GET /ping`` says 200.
-MLflow runs from its own virtualenv so the two never share a package.
+logs to a file (a full pipe would stall it), and is ready when its readiness path says 200.
+Every peer runs from its own virtualenv so no two share a package: MLflow's and BentoML's under
+``.cache/bench``, MLServer's the one the V2 comparison tests make (``.cache/mlserver/venv``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 MLFLOW_VERSION = "3.17.2"
+BENTOML_VERSION = "1.4.40"
+BENTOML_SERVICE = Path(__file__).resolve().parent / "bentoml_service.py"
 
 
 @dataclass(frozen=True)
@@ -91,18 +96,27 @@ def _quiet_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def ensure_mlflow_venv(venv: Path, requirements: Path) -> Path:
     """Make (once) a virtualenv with MLflow and the model's own pinned requirements."""
+    return _ensure_venv(venv, requirements, f"mlflow=={MLFLOW_VERSION}")
+
+
+def ensure_bentoml_venv(venv: Path, requirements: Path) -> Path:
+    """Make (once) a virtualenv with BentoML, MLflow (to load the model) and the model's requirements."""
+    return _ensure_venv(venv, requirements, f"bentoml=={BENTOML_VERSION}", f"mlflow=={MLFLOW_VERSION}")
+
+
+def _ensure_venv(venv: Path, requirements: Path, *packages: str) -> Path:
     stamp = venv / ".kiln-bench-stamp"
-    want = f"mlflow=={MLFLOW_VERSION}\n{requirements.read_text()}"
+    want = "\n".join(packages) + f"\n{requirements.read_text()}"
     if stamp.is_file() and stamp.read_text() == want:
         return venv
     uv = Path(sys.executable).parent / "uv"
     base_python = getattr(sys, "_base_executable", sys.executable)
-    print(f"bench: making {venv} (mlflow=={MLFLOW_VERSION} + the model's requirements.txt)", flush=True)
+    print(f"bench: making {venv} ({' '.join(packages)} + the model's requirements.txt)", flush=True)
     subprocess.run(
         [str(uv), "venv", "-q", "--allow-existing", "--python", base_python, str(venv)], check=True
     )
     python = str(venv / "bin" / "python")
-    install = [str(uv), "pip", "install", "-q", "--python", python, f"mlflow=={MLFLOW_VERSION}"]
+    install = [str(uv), "pip", "install", "-q", "--python", python, *packages]
     subprocess.run([*install, "-r", str(requirements)], check=True)
     stamp.write_text(want)
     return venv
@@ -148,14 +162,14 @@ def _alive(pid: int, start: int) -> bool:
     return fields[0] != "Z" and int(fields[19]) == start
 
 
-def wait_ready(server: Server, timeout: float = 180.0) -> None:
-    """Poll ``/ping`` until 200; fail with the log's tail if the process dies or time runs out."""
+def wait_ready(server: Server, timeout: float = 180.0, path: str = "/ping") -> None:
+    """Poll ``path`` until 200; fail with the log's tail if the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} exited {server.process.returncode}:\n{tail(server.log)}")
         try:
-            with urllib.request.urlopen(f"{server.base_url}/ping", timeout=2) as response:
+            with urllib.request.urlopen(f"{server.base_url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -182,27 +196,23 @@ def post(url: str, body: bytes, content_type: str = "application/json") -> tuple
 
 
 @contextmanager
-def kiln(model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
-    """``kiln serve`` with its defaults (nginx in front of uvicorn workers)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "kiln",
-        "serve",
-        "-m",
-        str(model),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    server = start_process("kiln", cmd, port, log_dir / f"kiln-w{workers}.log", _quiet_env())
+def running(server: Server, path: str = "/ping") -> Iterator[Server]:
+    """``server`` once ready; stopped (its whole process tree) on the way out."""
     try:
-        wait_ready(server)
+        wait_ready(server, path=path)
         yield server
     finally:
         stop(server)
+
+
+@contextmanager
+def kiln(model: Path, workers: int, log_dir: Path, *, batch: int = 1, name: str = "kiln") -> Iterator[Server]:
+    """``kiln serve`` with its defaults (nginx in front of uvicorn workers); ``batch`` > 1: micro-batching."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "kiln", "serve", "-m", str(model), "--port", str(port)]
+    cmd += ["--workers", str(workers), "--max-batch-size", str(batch)]
+    with running(start_process(name, cmd, port, log_dir / f"{name}-w{workers}.log", _quiet_env())) as server:
+        yield server
 
 
 @contextmanager
@@ -212,9 +222,52 @@ def mlflow(venv: Path, model: Path, workers: int, log_dir: Path) -> Iterator[Ser
     cmd = [str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     env = _quiet_env({"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
-    server = start_process("mlflow", cmd, port, log_dir / f"mlflow-w{workers}.log", env)
-    try:
-        wait_ready(server)
+    with running(start_process("mlflow", cmd, port, log_dir / f"mlflow-w{workers}.log", env)) as server:
         yield server
-    finally:
-        stop(server)
+
+
+@contextmanager
+def mlserver(venv: Path, model: Path, workers: int, log_dir: Path) -> Iterator[Server]:
+    """``mlserver start`` with the ``mlserver_mlflow`` runtime, its MLflow ``/invocations`` on the HTTP port.
+
+    One process does HTTP and inference (``parallel_workers: 0``) when ``workers`` is 1; more
+    workers are MLServer's inference pool. Its default pool of one (``parallel_workers: 1``) does
+    not start in this venv: MLServer 1.7.1's worker calls ``asyncio.get_event_loop()`` before it has
+    one, which uvloop 0.21 refuses ("There is no current event loop").
+    """
+    port = free_port()
+    repository = log_dir / f"mlserver-w{workers}"
+    (repository / "model").mkdir(parents=True, exist_ok=True)
+    model_settings = {"name": "model", "implementation": "mlserver_mlflow.MLflowRuntime"}
+    model_settings["parameters"] = {"uri": str(model)}  # type: ignore[assignment]
+    (repository / "model" / "model-settings.json").write_text(json.dumps(model_settings))
+    settings = {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}
+    settings |= {"parallel_workers": 0 if workers == 1 else workers, "debug": False}
+    (repository / "settings.json").write_text(json.dumps(settings))
+    cmd = [str(venv / "bin" / "mlserver"), "start", str(repository)]
+    env = _quiet_env({"PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
+    log = log_dir / f"mlserver-w{workers}.log"
+    with running(start_process("mlserver", cmd, port, log, env), "/v2/models/model/ready") as server:
+        yield server
+
+
+@contextmanager
+def bentoml(
+    venv: Path, model: Path, log_dir: Path, *, batch: int = 1, name: str = "bentoml"
+) -> Iterator[Server]:
+    """``bentoml serve`` of ``bench/bentoml_service.py`` (one worker); ``batch`` > 1: its adaptive batching
+    with at most ``batch`` rows per call."""
+    port = free_port()
+    service = f"{BENTOML_SERVICE.stem}:{'Batched' if batch > 1 else 'Plain'}"
+    cmd = [str(venv / "bin" / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", str(port)]
+    env = _quiet_env(
+        {
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": str(BENTOML_SERVICE.parent),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "KILN_BENCH_MODEL": str(model),
+            "KILN_BENCH_MAX_BATCH_SIZE": str(batch),
+        }
+    )
+    with running(start_process(name, cmd, port, log_dir / f"{name}.log", env), "/readyz") as server:
+        yield server
