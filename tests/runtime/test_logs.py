@@ -23,6 +23,19 @@ REQUESTS = 3000
 
 def test_a_stdout_nobody_reads_does_not_stall_requests(model_dir: Callable[[str], Path]) -> None:
     model = model_dir("sklearn_iris")
+    _serve_with_an_unread_output(model, iris_request(model), REQUESTS, 200)
+
+
+def test_a_failing_model_logging_every_request_to_an_unread_output_does_not_stall(
+    model_dir: Callable[[str], Path],
+) -> None:
+    # Each failed request logs a warning with the model's traceback (about 1 kB): a 64 KiB pipe
+    # held ~60 of them before the workers' records went through the supervisor's relay.
+    body = json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}})
+    _serve_with_an_unread_output(model_dir("predict_raises"), body, 600, 400)
+
+
+def _serve_with_an_unread_output(model: Path, body: str, requests: int, status: int) -> None:
     port = free_port()
     runtime_dir = short_tmp_dir("kiln-rt-")
     read_end, write_end = os.pipe()  # the reader never reads: a paused `docker logs`, a Ctrl-S terminal
@@ -34,15 +47,15 @@ def test_a_stdout_nobody_reads_does_not_stall_requests(model_dir: Callable[[str]
     try:
         _wait_ready(port, process)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        body, slowest, answered = iris_request(model), 0.0, 0
-        for _ in range(REQUESTS):
+        slowest, answered = 0.0, 0
+        for _ in range(requests):
             started = time.monotonic()
             connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
             slowest = max(slowest, time.monotonic() - started)
-            answered += response.status == 200
-        assert answered == REQUESTS
+            answered += response.status == status
+        assert answered == requests
         assert slowest < 2.0, f"slowest request {slowest:.2f} s"
         assert process.poll() is None
     finally:
@@ -108,3 +121,16 @@ def test_nginx_error_lines_reach_stderr(
     assert answer.status_code == 413
     time.sleep(0.5)
     assert "nginx [error] " in run.output() and "client intended to send too large body" in run.output()
+
+
+def test_the_workers_log_records_reach_stderr_through_the_relay(
+    start_runtime: StartRuntime, model_dir: Callable[[str], Path]
+) -> None:
+    run = start_runtime(model_dir("predict_raises"), env={"KILN_WORKERS": "1"})
+    run.wait_ready()
+    answer = run.post("/invocations", json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}}))
+    assert answer.status_code == 400
+    time.sleep(0.5)
+    output = run.output()
+    assert "WARNING kiln.server.errors" in output and "deliberate error from predict" in output, output
+    assert "raises_model.py" in output  # the traceback, whole, as one record

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Mapping
 
 from kiln.runtime import processes, zygote
+from kiln.runtime.logs import LOG_SOCKET_ENV
 from kiln.runtime.plan import Plan, bind_worker_socket
 from kiln.runtime.processes import Child
 from kiln.server.metrics import prepare_metrics_dir
@@ -24,10 +25,12 @@ logger = logging.getLogger(__name__)
 
 
 def worker_env(plan: Plan) -> dict[str, str]:
-    """The workers' environment: ours, the settings, and the shared metrics directory."""
+    """The workers' environment: ours, the settings, the shared metrics directory, the log relay."""
     env = {**os.environ, **plan.settings.to_env()}
     if plan.settings.metrics:
         env.update(prepare_metrics_dir(str(plan.layout.root)))
+    if plan.nginx_binary:  # the supervisor relays nginx's logs: the workers' records go there too
+        env[LOG_SOCKET_ENV] = str(plan.layout.log_socket)
     return env
 
 

@@ -21,7 +21,7 @@ import socket
 import sys
 from types import FrameType
 
-from kiln.runtime.logs import configure_logging
+from kiln.runtime.logs import LOG_SOCKET_ENV, configure_logging
 from kiln.runtime.nginx import WORKER_KEEPALIVE_TIMEOUT
 from kiln.runtime.prctl import die_with_parent, set_process_name
 from kiln.settings import RuntimeSettings
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     # drained) ends the worker cleanly instead of with a signal status.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = RuntimeSettings.from_env(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, os.environ.get(LOG_SOCKET_ENV))
     run(settings, args.socket_fd, args.ready_fd)
     return 0  # not reached
 

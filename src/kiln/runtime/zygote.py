@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln.runtime import startup
-from kiln.runtime.logs import configure_logging
+from kiln.runtime.logs import LOG_SOCKET_ENV, configure_logging
 from kiln.runtime.prctl import die_with_parent, set_process_name
 from kiln.runtime.processes import reap
 from kiln.runtime.signals import HANDLED, SignalPipe
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.getppid() != args.supervisor_pid:
         return 0  # the supervisor died before the request above took effect
     settings = RuntimeSettings.from_env(os.environ)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, os.environ.get(LOG_SOCKET_ENV))
     control = socket.socket(fileno=args.control_fd)
     phases = {"start": startup.process_age()}
     try:
