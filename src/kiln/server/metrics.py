@@ -10,7 +10,7 @@ Metrics: ``kiln_requests_total{method,path,status}``,
 ``kiln_request_duration_seconds{path}`` (histogram), ``kiln_requests_in_flight`` and
 ``kiln_predict_timeouts_total{state}`` (``queued``: dropped before it ran; ``running``:
 the worker is being replaced); with micro-batching on, ``kiln_batch_size`` (requests per
-predict call) and ``kiln_batch_wait_seconds`` (a request's wait for its batch). The V2
+batch sent to the predict lane) and ``kiln_batch_wait_seconds`` (a request's wait for its batch). The V2
 paths are counted by their template, with the model's name and version as ``{name}`` and
 ``{version}`` (``/v2/models/{name}/infer``); other paths than the app's own as ``other``.
 """
@@ -87,7 +87,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "kiln_batch_size",
-            "Requests per predict call with micro-batching on (KILN_MAX_BATCH_SIZE > 1)",
+            "Requests per batch sent to the predict lane with micro-batching on (the combinable ones share one predict call)",
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
