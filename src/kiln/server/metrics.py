@@ -87,7 +87,7 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "kiln_batch_size",
-            "Requests per batch sent to the predict lane with micro-batching on (the combinable ones share one predict call)",
+            "Requests per batch sent to the predict lane (combinable ones share a predict call)",
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
