@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -259,26 +260,47 @@ def test_the_openapi_document_describes_the_stream(url: str) -> None:
     assert [op.ok() for op in schemathesis.openapi.from_dict(document).get_all_operations()]
 
 
-def test_a_chat_model_streams_its_chunks(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def served_from_code(tmp_path: Path, code: str) -> Iterator[str]:
+    """The model of ``tests/server/<code>`` (models from code), served; its /invocations URL."""
     import mlflow
     import mlflow.pyfunc
 
-    model = tmp_path / "chat"
+    model = tmp_path / "model"
     mlflow.pyfunc.save_model(
         str(model),
-        python_model=str(Path(__file__).parent / "chat_stream_model.py"),
+        python_model=str(Path(__file__).parent / code),
         pip_requirements=[f"mlflow=={mlflow.__version__}"],
     )
     server = ThreadServer(create_app(RuntimeSettings(model_dir=str(model)))).start()
     try:
-        url = server.url + "/invocations"
-        messages = [{"role": "user", "content": "hello streaming world"}]
-        received = list(events(post(url, {"messages": messages, "max_tokens": 5, "stream": True})))
-        whole = requests.post(url, json={"messages": messages, "stream": False}, timeout=30).json()
+        yield server.url + "/invocations"
     finally:
         server.stop()
+
+
+def test_a_chat_model_streams_its_chunks(tmp_path: Path) -> None:
+    messages = [{"role": "user", "content": "hello streaming world"}]
+    with served_from_code(tmp_path, "chat_stream_model.py") as url:
+        received = list(events(post(url, {"messages": messages, "max_tokens": 5, "stream": True})))
+        whole = requests.post(url, json={"messages": messages, "stream": False}, timeout=30).json()
     assert received[-1] == DONE
     chunks = received[:-1]
     assert [chunk["object"] for chunk in chunks] == ["chat.completion.chunk"] * 3
     assert [chunk["choices"][0]["delta"]["content"] for chunk in chunks] == ["hello", "streaming", "world"]
     assert whole["choices"][0]["message"]["content"] == "hello streaming world"
+
+
+def test_a_responses_agent_streams_its_events(tmp_path: Path) -> None:
+    body = {"input": [{"role": "user", "content": "hello agent"}]}
+    with served_from_code(tmp_path, "responses_stream_model.py") as url:
+        received = list(events(post(url, {**body, "stream": True})))
+        whole = requests.post(url, json=body, timeout=30).json()
+    assert received[:2] == [
+        {"type": "response.output_text.delta", "item_id": "msg-1", "delta": "hello"},
+        {"type": "response.output_text.delta", "item_id": "msg-1", "delta": "agent"},
+    ]
+    assert received[2]["type"] == "response.output_item.done"
+    assert received[2]["item"]["content"][0]["text"] == "hello agent"
+    assert received[3:] == [DONE]
+    assert whole["output"][0]["content"][0]["text"] == "hello agent"
