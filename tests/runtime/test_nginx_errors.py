@@ -163,9 +163,15 @@ def test_malformed_request(front: tuple[str, RuntimeLayout], path: str, header: 
 
 
 def test_a_request_line_nginx_cannot_parse_gets_the_mlflow_shape(front: tuple[str, RuntimeLayout]) -> None:
+    """nginx knows no URI then ($request_uri is empty), not even one under /v2."""
     answer = send_head(_port(front[0]), b"BREW /v2 /pot HTTP/1.1\r\nHost: kiln\r\n\r\n")
     assert answer.status == 400
     assert json.loads(answer.body)["error_code"] == "BAD_REQUEST"
+    too_long = send_head(
+        _port(front[0]), f"GET {V2_PATH}?{'a' * 40000} HTTP/1.1\r\nHost: kiln\r\n\r\n".encode()
+    )
+    assert too_long.status == 414
+    assert json.loads(too_long.body) == mlflow_error("REQUEST_LIMIT_EXCEEDED", "the request line is too long")
 
 
 def test_nginx_own_404(front: tuple[str, RuntimeLayout]) -> None:
