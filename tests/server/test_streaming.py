@@ -304,3 +304,24 @@ def test_a_responses_agent_streams_its_events(tmp_path: Path) -> None:
     assert received[2]["item"]["content"][0]["text"] == "hello agent"
     assert received[3:] == [DONE]
     assert whole["output"][0]["content"][0]["text"] == "hello agent"
+
+
+def test_streams_bypass_micro_batching(stream_model: Path) -> None:
+    """With batching on, a stream request still streams, and whole requests next to it are answered."""
+    settings = RuntimeSettings(model_dir=str(stream_model), max_batch_size=8, max_batch_delay=20)
+    server = ThreadServer(create_app(settings)).start()
+    try:
+        url = server.url + "/invocations"
+        with ThreadPoolExecutor(4) as pool:
+            streamed = pool.submit(
+                lambda: list(events(post(url, {"prompt": "b", "chunks": 3, "stream": True})))
+            )
+            whole = list(
+                pool.map(
+                    lambda n: requests.post(url, json={"prompt": f"w{n}", "chunks": 1}, timeout=30), range(3)
+                )
+            )
+        assert streamed.result() == [*({"index": i, "text": f"b{i}"} for i in range(3)), DONE]
+        assert [answer.json() for answer in whole] == [["w00"], ["w10"], ["w20"]]
+    finally:
+        server.stop()
