@@ -40,8 +40,15 @@ from kiln.image.layers.build import (
 )
 from kiln.image.layers.probe import probe_files
 from kiln.image.probe import BaseImageInfo
-from kiln.image.supply.attach import STATUS, attachments, carry, image_sbom, model_files, provenance
-from kiln.image.supply.sbom import SBOM_PATH
+from kiln.image.supply.attach import (
+    STATUS,
+    attachments,
+    base_facts,
+    carry,
+    image_sbom,
+    model_files,
+    provenance,
+)
 from kiln.oci.blobstore import BlobStore
 from kiln.oci.index import assemble_index, platform_text
 from kiln.oci.peek import read_layer_file
@@ -151,7 +158,7 @@ class OciBuilder:
                 )
                 for one in images
             ),
-            sbom=SBOM_PATH,
+            sbom=contract.SBOM_PATH,
         )
 
     def _make(self, request: BuildRequest, progress: Progress) -> tuple[PlatformImage, list[BuildStep]]:
@@ -162,13 +169,14 @@ class OciBuilder:
         model = model_files(request.work / "oci-model", contract.MODEL_DIR) if spec.files.model else None
         system = self._layer(jobs[0], base, request, progress)
         status = read_layer_file(system.blob.path, STATUS) if system.blob.path is not None else None
-        sbom = image_sbom(spec=spec, env=env, base=base, status=status, model=model, epoch=self.epoch)
+        facts = base_facts(base)
+        sbom = image_sbom(spec=spec, env=env, base=facts, status=status, model=model, epoch=self.epoch)
         jobs[-1] = carry(jobs[-1], sbom)  # the SBOM goes into the last layer kiln adds
         made = [system, *(self._layer(job, base, request, progress) for job in jobs[1:])]
         image = assemble_image(base, spec, made, store=self.store, epoch=self.epoch)
-        progress.detail(f"image {image.image_id[:19]}, manifest {image.digest}; SBOM at {SBOM_PATH}")
+        progress.detail(f"image {image.image_id[:19]}, manifest {image.digest}; SBOM at {contract.SBOM_PATH}")
         statement = provenance(
-            image, name=request.tag, env=env, base=base, spec=spec, model=model, sbom=sbom,
+            image, name=request.tag, env=env, base=facts, spec=spec, model=model, sbom=sbom,
             parameters=request.parameters, epoch=self.epoch,
         )  # fmt: skip
         referrers = attachments(

@@ -10,6 +10,7 @@ import click
 
 from kiln import contract
 from kiln.api.options import BuildOptions, GenerateOptions, OptionField, RecipeOptions, option_fields
+from kiln.backends.base import BuiltImage
 from kiln.cli import main
 from kiln.cli.options import click_options, field_values
 from kiln.progress import LogProgress, Progress, QuietProgress, RichProgress
@@ -51,8 +52,7 @@ def build(quiet: bool, **values: Any) -> None:
         f"Built {image.tag} ({image.image_id[:19]}) with {image.builder} in {image.seconds:.0f}s; "
         f"{cached} of {len(image.steps)} {unit} from cache"
     )
-    if image.digest:
-        click.echo(f"Manifest digest: {image.digest}")
+    _digests(image)
     for published in image.published:
         if published.pushed:
             click.echo(
@@ -65,6 +65,20 @@ def build(quiet: bool, **values: Any) -> None:
         click.echo(f"Smoke test predictions: {result.smoke.body[:2000]}")
     if image.in_docker:
         click.echo(f"Run it: docker run --rm -p {contract.PORT}:{contract.PORT} {image.tag}")
+
+
+def _digests(image: BuiltImage) -> None:
+    """The digests to pin: the manifest's, or the index's and each platform's manifest's; the SBOM."""
+    if len(image.platforms) > 1:
+        click.echo(f"Image index digest: {image.digest}")
+        for one in image.platforms:
+            click.echo(f"  {one.platform}: {one.digest}")
+    elif image.digest:
+        click.echo(f"Manifest digest: {image.digest}")
+    if image.sbom:
+        pushed = any(p.pushed for p in image.published) and any(one.attached for one in image.platforms)
+        how = "; SBOM and provenance attached to the pushed image (referrers)" if pushed else ""
+        click.echo(f"SBOM: {image.sbom} in the image{how}")
 
 
 @main.command("generate-dockerfile")

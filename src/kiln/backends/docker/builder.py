@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiln import contract
 from kiln.backends.base import BuildRequest, BuiltImage
 from kiln.backends.docker.buildlog import BuildLogParser
 from kiln.backends.docker.cli import DockerCli, find_docker, says_unreachable, unavailable
+from kiln.backends.docker.sbom import Supplied, combined, engine_base_facts, sbom_context, sbom_of
 from kiln.errors import BuildError
 from kiln.image.dockerfile.context import write_context
 from kiln.image.probe import BaseImageInfo, ProbeCache, probe_base_image
@@ -108,15 +111,31 @@ class DockerBuilder:
             )
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
-        """Write ``request``'s build context (Dockerfile, lock, wheels, model) and ``docker build`` it."""
+        """Write ``request``'s build context (Dockerfile, lock, wheels, model) and ``docker build`` it,
+        then add its SBOM (``docker/sbom.py``)."""
+        return self.build_supplied(request, progress).built
+
+    def build_supplied(self, request: BuildRequest, progress: Progress) -> Supplied:
+        """``build``, and the SBOM and facts the image's provenance is made from."""
         context = request.work / "context"
         progress.detail(f"build context in {context}")
         write_context(
             request.spec, request.env, context, model_dir=request.model_dir, python_dir=request.python_dir
         )
-        return self.build_context(
+        first = self.build_context(
             ContextBuild(context, request.tag, no_cache=request.no_cache, platform=request.platform), progress
         )
+        progress.step(f"SBOM at {contract.SBOM_PATH}")
+        base = self.inspect(request.spec.base_image)
+        if base is None:
+            raise BuildError(f"base image {request.spec.base_image!r} is gone from Docker after the build")
+        made = sbom_of(self.cli, request, first, engine_base_facts(self.cli, request.spec.base_image, base))
+        context = sbom_context(request, request.tag, made.sbom)  # BuildKit finds local images by name
+        second = self.build_context(
+            ContextBuild(context, request.tag, no_cache=request.no_cache, platform=request.platform), progress
+        )
+        progress.detail(f"image {second.image_id[:19]} holds its SBOM ({len(made.sbom)} bytes)")
+        return dataclasses.replace(made, built=combined(first, second))
 
     def build_context(self, build: ContextBuild, progress: Progress) -> BuiltImage:
         """``docker build`` of a context that holds its own Dockerfile."""

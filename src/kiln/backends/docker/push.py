@@ -17,13 +17,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from kiln.backends.base import BuildRequest, BuiltImage
+from kiln.backends.base import BuildRequest, BuiltImage, PlatformBuilt
 from kiln.backends.docker.builder import DockerBuilder
 from kiln.backends.docker.cli import DockerCli
+from kiln.backends.docker.sbom import Supplied
 from kiln.backends.publish import Built, PlatformImage, Publisher
 from kiln.errors import BuildError
 from kiln.image.probe import BaseImageInfo
+from kiln.image.supply.attach import attachments, provenance
 from kiln.oci.blobstore import BlobStore
+from kiln.oci.index import platform_text
+from kiln.oci.referrers import Artifact
 from kiln.oci.sources.archive import image_of_archive
 from kiln.progress import Progress
 
@@ -62,8 +66,24 @@ class PublishingDockerBuilder:
         return self.inner.probe(image, platform=platform)
 
     def build(self, request: BuildRequest, progress: Progress) -> BuiltImage:
-        built = self.inner.build(request, progress)
+        made = self.inner.build_supplied(request, progress)
+        built = made.built
         progress.step(f"exporting {request.tag} from Docker")
         one = export_image(self.inner.cli, built.image_id, self.store, progress)
+        one = dataclasses.replace(one, referrers=_referrers(one, made, request, self.store))
         published = self.publisher.publish(Built((one,), request.tag, 0), progress)
-        return dataclasses.replace(built, digest=one.image.digest, published=published)
+        attached = tuple(a.digest for a in one.referrers)
+        platform = PlatformBuilt(platform_text(one.platform), one.image.image_id, one.image.digest, attached)
+        return dataclasses.replace(built, digest=one.image.digest, published=published, platforms=(platform,))
+
+
+def _referrers(
+    one: PlatformImage, made: Supplied, request: BuildRequest, store: BlobStore
+) -> tuple[Artifact, ...]:
+    """The SBOM and provenance of the exported image, as artifacts that refer to its manifest (the
+    manifest kiln wrote from ``docker save``: its digest is what the registry will hold)."""
+    statement = provenance(
+        one.image, name=request.tag, env=request.env, base=made.base, spec=request.spec, model=made.model,
+        sbom=made.sbom, parameters=request.parameters, epoch=made.epoch,
+    )  # fmt: skip
+    return attachments(one.image, sbom=made.sbom, statement_bytes=statement, store=store, epoch=made.epoch)

@@ -133,6 +133,16 @@ def labels(spec: ImageSpec) -> str:
     return _render("labels.j2", spec)
 
 
+SBOM_FILE = "sbom.cdx.json"
+"""The SBOM in the context of ``render_sbom_dockerfile``'s build."""
+
+
+def render_sbom_dockerfile(spec: ImageSpec, image: str) -> str:
+    """The Dockerfile that adds the SBOM to ``image`` (built from ``spec``) at ``contract.SBOM_PATH``:
+    the Docker backend knows the Debian packages only once apt-get has run, so this is a second build."""
+    return _render("sbom.j2", spec, image=image, sbom_file=SBOM_FILE, sbom_path=contract.SBOM_PATH)
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

@@ -1,10 +1,13 @@
 """The SBOM and provenance of one built platform image: made from what the build used, carried in the
-image's last layer (the SBOM), and attached to the manifest as OCI artifacts (both).
+image (the SBOM, at ``contract.SBOM_PATH``), and attached to the manifest as OCI artifacts (both).
 
-``--backend oci`` calls these in order: ``image_sbom`` once the system-packages layer exists (its
+Both backends make them with these functions, from the same facts: the lock, the base's dpkg
+status and os-release (``BaseFacts``), the image's dpkg status, kiln's wheel, the model's files.
+``--backend oci`` calls them in order: ``image_sbom`` once the system-packages layer exists (its
 dpkg status is the image's), ``carry`` to put the SBOM into the last layer kiln adds,
 ``provenance`` once the manifest exists, and ``attachments`` for the artifacts a push or a
-layout gets.
+layout gets. The Docker backend reads the dpkg status from the image it built and adds the SBOM
+as one more layer (``kiln.backends.docker.sbom``).
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kiln import contract
 from kiln.env.lockfile import parse_lock
 from kiln.env.spec import EnvSpec
 from kiln.image.layers.build import LayerJob
@@ -32,7 +37,6 @@ from kiln.image.supply.provenance import (
 )
 from kiln.image.supply.sbom import (
     MEDIA_CYCLONEDX,
-    SBOM_PATH,
     ModelFile,
     SbomInputs,
     installed_packages,
@@ -47,7 +51,33 @@ from kiln.oci.sources import BaseImage
 from kiln.oci.types import Image
 
 STATUS = "/var/lib/dpkg/status"
+OS_RELEASE = "/etc/os-release"
 CREATED = "org.opencontainers.image.created"
+
+
+@dataclass(frozen=True)
+class BaseFacts:
+    """What the SBOM and the provenance say of the base image, whichever backend read it."""
+
+    name: str | None
+    """How the build named it (``python:3.11-slim``); None when it has no name."""
+    digest: str
+    """Its manifest digest (``sha256:...``); an image read from Docker without one: its image ID."""
+    config_digest: str
+    status: str
+    """Its dpkg status file (empty: none)."""
+    os_release: str
+
+
+def base_facts(base: BaseImage) -> BaseFacts:
+    """The facts of a base the OCI backend opened (from its files, without running it)."""
+    return BaseFacts(
+        name=base.name or None,
+        digest=base.digest,
+        config_digest=base.config_digest,
+        status=(base.files.read(STATUS) or b"").decode("utf-8", "replace"),
+        os_release=(base.files.read(OS_RELEASE) or b"").decode("utf-8", "replace"),
+    )
 
 
 def model_files(model_copy: Path, mount: str) -> tuple[ModelFile, ...]:
@@ -68,16 +98,15 @@ def image_sbom(
     *,
     spec: ImageSpec,
     env: EnvSpec,
-    base: BaseImage,
+    base: BaseFacts,
     status: bytes | None,
     model: tuple[ModelFile, ...] | None,
     epoch: int,
 ) -> bytes:
-    """The SBOM of the image ``spec`` describes: ``status`` is the dpkg status the system-packages layer
-    wrote (None: it wrote none, the base's stands)."""
-    base_status = (base.files.read(STATUS) or b"").decode("utf-8", "replace")
-    final = status.decode("utf-8", "replace") if status is not None else base_status
-    before = {(p.name, p.architecture, p.version) for p in installed_packages(base_status)}
+    """The SBOM of the image ``spec`` describes: ``status`` is the image's dpkg status (None: the
+    system-packages layer wrote none, the base's stands)."""
+    final = status.decode("utf-8", "replace") if status is not None else base.status
+    before = {(p.name, p.architecture, p.version) for p in installed_packages(base.status)}
     packages = installed_packages(final)
     added = frozenset(p.name for p in packages if (p.name, p.architecture, p.version) not in before)
     lock = parse_lock(env.lock_file.read_text(encoding="utf-8")) if env.lock_file is not None else ()
@@ -89,7 +118,7 @@ def image_sbom(
         kiln_wheel_sha256=(env.kiln_wheel_digest or _sha256(env.kiln_wheel)).removeprefix("sha256:"),
         debian=packages,
         added_debian=added,
-        distro=os_release((base.files.read("/etc/os-release") or b"").decode("utf-8", "replace")),
+        distro=os_release(base.os_release),
         model=model,
         epoch=epoch,
     )
@@ -97,11 +126,11 @@ def image_sbom(
 
 
 def carry(job: LayerJob, sbom: bytes) -> LayerJob:
-    """``job`` with the SBOM written at ``SBOM_PATH`` too (and its digest in the job's cache key)."""
+    """``job`` with the SBOM written at ``contract.SBOM_PATH`` too (and its digest in the job's cache key)."""
     fill = job.fill
 
     def with_sbom(root: Path) -> Sequence[Entry]:
-        return [*fill(root), Entry.file(SBOM_PATH, sbom)]
+        return [*fill(root), Entry.file(contract.SBOM_PATH, sbom)]
 
     inputs = {**job.inputs, "sbom": hashlib.sha256(sbom).hexdigest()}
     return dataclasses.replace(job, inputs=inputs, fill=with_sbom)
@@ -112,7 +141,7 @@ def provenance(
     *,
     name: str,
     env: EnvSpec,
-    base: BaseImage,
+    base: BaseFacts,
     spec: ImageSpec,
     model: tuple[ModelFile, ...] | None,
     sbom: bytes,
@@ -140,7 +169,7 @@ def provenance(
         parameters={**parameters, "platform": env.target.os_arch},
         dependencies=tuple(dependencies),
         epoch=epoch,
-        byproducts=(Dependency("sbom", hashlib.sha256(sbom).hexdigest(), f"file://{SBOM_PATH}"),),
+        byproducts=(Dependency("sbom", hashlib.sha256(sbom).hexdigest(), f"file://{contract.SBOM_PATH}"),),
         internal={"baseConfigDigest": base.config_digest},
     )
     return statement(inputs)

@@ -25,7 +25,9 @@ from kiln.oci.canonical import canonical_json
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:kiln:build-type:oci-image:v1"
-"""kiln's build type: an MLflow model, its lock and a base image to an OCI image, without a daemon."""
+"""kiln's build type: an MLflow model, its lock and a base image to an OCI image (by either backend:
+``externalParameters.backend`` says which; the Docker backend's subject is the manifest kiln writes
+from ``docker save``)."""
 BUILDER_ID = "urn:kiln:builder"
 """kiln has no home page to name it by; a URN is a URI, as SLSA asks, that resolves nowhere."""
 MEDIA_IN_TOTO = "application/vnd.in-toto+json"

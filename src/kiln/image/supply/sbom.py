@@ -33,8 +33,6 @@ from packageurl import PackageURL
 from kiln.env.lockfile import LockEntry
 from kiln.oci.canonical import canonical_json
 
-SBOM_PATH = "/opt/kiln/sbom.cdx.json"
-"""Where the SBOM is in the image (in the model layer; in kiln's layer for a model-agnostic image)."""
 MEDIA_CYCLONEDX = "application/vnd.cyclonedx+json"
 SPEC_VERSION = "1.6"
 
