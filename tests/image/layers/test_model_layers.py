@@ -81,3 +81,13 @@ def test_a_changed_file_remakes_only_its_layer(tmp_path: Path, store: BlobStore,
     third = build(model, tmp_path / "w3", store, base)
     assert [m.reused for m in third] == [True, False, True]
     assert third[1].blob.digest != second[1].blob.digest
+
+
+def test_weights_that_do_not_compress_are_stored(tmp_path: Path, store: BlobStore, base: BaseImage) -> None:
+    model = model_with_weights(tmp_path / "m")
+    with open(model / "weights" / "a.bin", "wb") as handle:  # random: deflate saves nothing
+        handle.write(os.urandom(2 * MIB))
+    made = build(model, tmp_path / "w", store, base)
+    assert [m.job.gzip_level for m in made] == [0, 6, 6]  # b.bin is mostly zeros: it compresses
+    assert made[0].blob.descriptor.size > 2 * MIB > 100 * made[1].blob.descriptor.size
+    assert members(made[0])["opt/ml/model/weights/a.bin"] == (0o644, 2 * MIB)  # still a gzip stream
