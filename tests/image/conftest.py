@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.docker_support import docker_builder  # noqa: F401
 
+from kiln.env.conda import CondaLock, CondaPackage, PreparedCondaEnvironment
 from kiln.env.spec import EnvSpec, TargetPlatform
 from kiln.image.probe import BaseImageInfo
 from kiln.model.info import ModelInfo, read_model_info
@@ -90,8 +92,7 @@ def make_env(tmp_path: Path) -> MakeEnv:
     pip_wheel.write_bytes(b"pip")
     uv_wheel = work / "installer" / "uv-0.5.0-py3-none-manylinux_2_17_x86_64.whl"
     uv_wheel.write_bytes(b"uv")
-    conda = work / "conda.yaml"
-    conda.write_text("channels: [conda-forge]\ndependencies:\n- python=3.11\n- pip\n- pip: [mlflow-skinny]\n")
+    conda = _prepared_conda(work / "conda")
 
     def make(env_manager: str, **changes: object) -> EnvSpec:
         target = TargetPlatform(python_version="3.11")
@@ -107,11 +108,30 @@ def make_env(tmp_path: Path) -> MakeEnv:
             notes=("mlflow==2.14.0 -> mlflow-skinny==2.14.0",),
         )
         if env_manager == "conda":
-            fields.update(lock_file=None, wheelhouse=None, conda_file=conda, lock_digest="sha256:conda")
+            fields.update(lock_file=None, wheelhouse=None, conda=conda, lock_digest=conda.digest)
         fields.update(changes)
         return EnvSpec(**fields)  # type: ignore[arg-type]
 
     return make
+
+
+def _prepared_conda(work: Path) -> PreparedCondaEnvironment:
+    """What kiln.env.conda.prepare_conda_environment writes, without a channel: the locks and folders."""
+    python = CondaPackage(
+        "python", "3.11.2", "h0_kiln", "linux-64", "python-3.11.2-h0_kiln.tar.bz2",
+        "https://conda.example.com/kiln/linux-64/python-3.11.2-h0_kiln.tar.bz2",
+        "https://conda.example.com/kiln", "0" * 64,
+    )  # fmt: skip
+    lock = CondaLock("linux-64", ("https://conda.example.com/kiln",), ("python 3.11.*", "pip"), (python,))
+    lock = dataclasses.replace(lock, pip_lock=LOCK)
+    (work / "conda-pkgs").mkdir(parents=True)
+    (work / "conda-wheelhouse").mkdir()
+    (work / "conda.lock").write_text(lock.explicit())
+    (work / "conda-pip.lock").write_text(LOCK)
+    return PreparedCondaEnvironment(
+        lock, work / "conda.lock", work / "conda-pkgs", work / "conda-pip.lock", work / "conda-wheelhouse",
+        TargetPlatform(python_version="3.11"),
+    )  # fmt: skip
 
 
 def python_slim(**changes: object) -> BaseImageInfo:

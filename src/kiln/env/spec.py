@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.contract import EnvManager
 from kiln.env.accelerators import Accelerator
+
+if TYPE_CHECKING:
+    from kiln.env.conda.prepare import PreparedCondaEnvironment
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,9 @@ class EnvSpec:
     installer_wheel: Path | None = None
     """The installer used inside the build stage: a ``pip`` wheel (virtualenv) or a ``uv``
     wheel for the target platform (uv); None for local (the base's pip) and conda."""
-    conda_file: Path | None = None
-    """The conda environment file, for the conda env manager."""
+    conda: PreparedCondaEnvironment | None = None
+    """The conda env manager's environment, solved, locked and fetched on the host: the
+    conda lock and packages, the pip section's lock and wheelhouse (``kiln.env.conda``)."""
     notes: tuple[str, ...] = ()
     """Decisions worth telling the user, e.g. 'mlflow==3.17.2 -> mlflow-skinny==3.17.2'."""
     accelerator: Accelerator = "cpu"

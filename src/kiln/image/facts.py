@@ -25,6 +25,11 @@ LIBRARY_DIRS = (
 (both probes list the shared libraries found here)."""
 
 WORKDIR = contract.KILN_HOME
+
+CONDA_LOCK_PATH = f"{contract.KILN_HOME}/conda.lock"
+"""--env-manager conda: the @EXPLICIT lock (every conda package's URL and sha256) in the image."""
+CONDA_PIP_LOCK_PATH = f"{contract.KILN_HOME}/conda-pip.lock"
+"""--env-manager conda: the pip section's lock (with --hash lines) in the image."""
 EXPOSED_PORT = contract.PORT
 STOP_SIGNAL = contract.STOP_SIGNAL
 

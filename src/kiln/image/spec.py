@@ -20,10 +20,8 @@ from kiln.model.info import ModelInfo, signature_summary
 from kiln.model.uri import strip_credentials
 from kiln.version import __version__
 
-Installer = Literal["pip-wheel", "pip-module", "uv-wheel", "micromamba"]
-
-CONDA_BUILDER_IMAGE = "mambaorg/micromamba:1.5.10-bookworm-slim"
-"""Builds the conda environment in a throw-away stage; no solver reaches the final image."""
+Installer = Literal["pip-wheel", "pip-module", "uv-wheel"]
+"""``pip-module``: ``python -m pip`` of the base's Python (local) or of the conda environment."""
 
 JAVA_PACKAGE = "default-jre-headless"
 NGINX_PACKAGE = "nginx"
@@ -41,7 +39,10 @@ class ContextFiles:
     installer: str | None = None
     python: str | None = None
     """A relocatable CPython fetched on the host (base image without the right Python)."""
-    conda_file: str | None = None
+    conda_env: str | None = None
+    """The conda packages installed on the host for the image's prefix (``kiln.env.conda``)."""
+    conda_lock: str | None = None
+    conda_pip_lock: str | None = None
     model: str | None = None
     large_model_files: str | None = None
     """Where the model's large files are (a ``COPY`` each); ``model`` holds the rest."""
@@ -101,7 +102,6 @@ class ImageSpec:
     uid: int = contract.UID
     gid: int = contract.GID
     kiln_version: str = __version__
-    conda_image: str = CONDA_BUILDER_IMAGE
     model_layout: ModelLayout = field(default_factory=ModelLayout)
     """The model's large files, a layer each before the small-files layer, in both backends."""
     notes: tuple[str, ...] = field(default=(), compare=False)
@@ -133,13 +133,16 @@ def context_files(
     env: EnvSpec, *, bundled_python: bool, with_model: bool, large_files: bool = False
 ) -> ContextFiles:
     """Where ``write_context`` puts each input: fixed folders, the wheels keep their names."""
+    conda = env.conda
     return ContextFiles(
         kiln_wheel=f"kiln/dist/{env.kiln_wheel.name}",
         lock="kiln/requirements.lock" if env.lock_file is not None else None,
-        wheelhouse="kiln/wheelhouse" if env.wheelhouse is not None else None,
+        wheelhouse="kiln/wheelhouse" if env.wheelhouse is not None or (conda and conda.wheelhouse) else None,
         installer=f"kiln/installer/{env.installer_wheel.name}" if env.installer_wheel else None,
         python="kiln/python" if bundled_python else None,
-        conda_file="kiln/conda.yaml" if env.conda_file is not None else None,
+        conda_env="kiln/conda-env" if conda else None,
+        conda_lock="kiln/conda.lock" if conda else None,
+        conda_pip_lock="kiln/conda-pip.lock" if conda and conda.pip_lock_file else None,
         model="model" if with_model else None,
         large_model_files="model-large" if with_model and large_files else None,
     )
@@ -205,7 +208,7 @@ def build_image_spec(
 
 def _installer(env: EnvSpec, base: BaseImageInfo) -> Installer:
     if env.env_manager == "conda":
-        return "micromamba"
+        return "pip-module"  # the conda environment's own pip (its locks always hold kiln's runtime)
     wheel = env.installer_wheel
     if wheel is not None and wheel.name.startswith("uv-"):
         return "uv-wheel"

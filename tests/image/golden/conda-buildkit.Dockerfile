@@ -3,17 +3,19 @@
 # builder: BuildKit (docker build with DOCKER_BUILDKIT=1 or buildx)
 # Layers: base, system packages, Python environment, kiln runtime, model.
 
-# The Python environment: created from conda.yaml with micromamba in a throw-away stage;
-# only the environment's prefix reaches the final image (no solver, no package cache).
-# Unlike the other env managers this stage needs the conda channels (and PyPI for the
-# pip section) at build time.
-FROM mambaorg/micromamba:1.5.10-bookworm-slim AS env
-USER root
-RUN --mount=type=bind,source=kiln/conda.yaml,target=/tmp/kiln-build/conda.yaml \
-    --mount=type=cache,target=/opt/conda/pkgs,sharing=locked \
-    micromamba create --yes --prefix /opt/kiln/conda-env --file /tmp/kiln-build/conda.yaml \
- && micromamba env export --prefix /opt/kiln/conda-env --explicit > /opt/kiln/conda.lock \
- && cp /tmp/kiln-build/conda.yaml /opt/kiln/conda.yaml \
+# The Python environment: the conda packages were solved, locked, fetched (hash-checked) and
+# installed on the host for /opt/kiln/conda-env (prefix placeholders filled); this stage copies that
+# tree and installs the pip section's locked wheels with the environment's own pip, offline.
+# No channel, index or credential is reached from here.
+FROM debian:bookworm-slim AS env
+COPY kiln/conda-env /opt/kiln/conda-env
+RUN --mount=type=bind,source=kiln/conda-pip.lock,target=/tmp/kiln-build/conda-pip.lock \
+    --mount=type=bind,source=kiln/wheelhouse,target=/tmp/kiln-build/wheelhouse \
+    /opt/kiln/conda-env/bin/python -m pip install \
+      --no-index --no-cache-dir --disable-pip-version-check --no-input \
+      --progress-bar off --no-warn-script-location --root-user-action ignore \
+      --require-hashes --only-binary :all: --no-deps --find-links /tmp/kiln-build/wheelhouse \
+      -r /tmp/kiln-build/conda-pip.lock \
  && find /opt/kiln/conda-env -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
@@ -34,7 +36,8 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && rm -rf /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old
 
 COPY --from=env /opt/kiln/conda-env /opt/kiln/conda-env
-COPY --from=env /opt/kiln/conda.lock /opt/kiln/conda.yaml /opt/kiln/
+COPY kiln/conda.lock /opt/kiln/conda.lock
+COPY kiln/conda-pip.lock /opt/kiln/conda-pip.lock
 
 COPY --from=kiln /opt/kiln/kiln-stage/ /
 
@@ -64,7 +67,7 @@ LABEL "org.opencontainers.image.title"="kiln: iris_model" \
       "io.kiln.version"="0.1.0" \
       "io.kiln.env-manager"="conda" \
       "io.kiln.python.version"="3.11" \
-      "io.kiln.lock.digest"="sha256:conda" \
+      "io.kiln.lock.digest"="sha256:a8fc55068a8118ea8d64471d76bb293abadd7a6ff6154ca4d34213ca24ac1f3e" \
       "io.kiln.model-agnostic"="false" \
       "io.kiln.accelerator"="cpu" \
       "io.kiln.system-packages"="nginx" \

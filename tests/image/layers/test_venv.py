@@ -14,7 +14,7 @@ from tests.image.layers.venv_support import BASE_IMAGE, IrisEnv, RootDirectory, 
 
 from kiln import contract
 from kiln.env.lockfile import parse_lock
-from kiln.errors import BuildError, DependencyError
+from kiln.errors import DependencyError
 from kiln.image.layers.venv import install_environment, install_kiln
 
 pytest_plugins = ["tests.image.layers.venv_fixtures"]
@@ -218,14 +218,3 @@ def test_a_wheel_that_does_not_match_the_lock_hash_is_refused(
             tmp_path / "tree", spec=iris_env.spec, env=env, base=base_rootfs, base_python_version="3.11.2"
         )
     assert "pyyaml==6.0.4" in caught.value.message and "matches no --hash" in caught.value.message
-
-
-def test_conda_is_refused_with_a_pointer_to_the_docker_backend(
-    iris_env: IrisEnv, base_rootfs: RootDirectory, tmp_path: Path
-) -> None:
-    spec = dataclasses.replace(iris_env.spec, env_manager="conda", installer="micromamba")
-    with pytest.raises(BuildError) as caught:
-        install_environment(
-            tmp_path, spec=spec, env=iris_env.env, base=base_rootfs, base_python_version="3.11.2"
-        )
-    assert "--backend docker" in (caught.value.hint or "")

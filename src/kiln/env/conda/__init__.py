@@ -8,6 +8,7 @@ The public API (the backends call these; the modules behind them are private)::
     lock_conda_environment(env, target=..., pip_requirements=..., runtime=...) -> CondaLock
     fetch_conda_packages(lock, dest, channels=env.channels) -> FetchedPackages
     install_conda_environment(lock, packages_dir, target_dir, prefix=CONDA_ENV_DIR) -> Path
+    installed_environment(lock, packages_dir, prefix=CONDA_ENV_DIR) -> Path   (the same, cached)
     prepare_conda_environment(env, target=..., work_dir=..., ...) -> PreparedCondaEnvironment
         (lock + fetch conda packages + write conda.lock/conda-pip.lock + fetch the pip wheels)
 
@@ -25,7 +26,12 @@ from kiln.env.conda.environment import (
     write_conda_file,
 )
 from kiln.env.conda.fetch import FetchedPackages, fetch_conda_packages
-from kiln.env.conda.install import LOCK_FILE, PIP_LOCK_FILE, install_conda_environment
+from kiln.env.conda.install import (
+    LOCK_FILE,
+    PIP_LOCK_FILE,
+    install_conda_environment,
+    installed_environment,
+)
 from kiln.env.conda.lock import CondaLock, CondaPackage, conda_subdir, lock_conda_environment
 from kiln.env.conda.prepare import PreparedCondaEnvironment, prepare_conda_environment
 
@@ -42,6 +48,7 @@ __all__ = [
     "conda_subdir",
     "fetch_conda_packages",
     "install_conda_environment",
+    "installed_environment",
     "lock_conda_environment",
     "parse_conda_environment",
     "prepare_conda_environment",

@@ -13,15 +13,19 @@ The same lock and packages give the same bytes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kiln.contract import CONDA_ENV_DIR
+from kiln.env.cache import cache_root
 from kiln.env.conda.access import Channels, import_rattler, rattler_client
 from kiln.env.conda.condarc import CondaConfig
 from kiln.env.conda.errors import redact_channel_text
@@ -89,6 +93,52 @@ def install_conda_environment(
     _write_locks(target_dir, lock)
     say(f"installed {len(lock.packages)} conda packages for {prefix}")
     return target_dir
+
+
+def installed_environment(
+    lock: CondaLock,
+    packages_dir: Path,
+    *,
+    prefix: str = CONDA_ENV_DIR,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """``lock`` installed for ``prefix``, once per machine: ``<cache>/conda/envs/<key>``.
+
+    Both backends start from this tree (the Docker backend copies it into its build context,
+    the OCI backend into the environment layer); it is never modified afterwards. It is made
+    in a temporary sibling and renamed into place, so a half-made tree is never reused."""
+    key = hashlib.sha256(f"{lock.digest}\0{prefix}".encode()).hexdigest()[:32]
+    root = (cache_dir or cache_root()) / "conda" / "envs"
+    done = root / key
+    if (done / "conda-meta").is_dir():
+        return done
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}."))
+    try:
+        install_conda_environment(lock, packages_dir, scratch / "env", prefix=prefix, progress=progress)
+        _normalize_modes(scratch / "env")
+        try:
+            os.rename(scratch / "env", done)
+        except OSError:
+            if not (done / "conda-meta").is_dir():  # not another build that got there first
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return done
+
+
+def _normalize_modes(top: Path) -> None:
+    """Directories 0755, files 0644 or 0755: readable by any runtime user whatever the host's umask."""
+    for current, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = Path(current) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                path.chmod(0o755)
+            elif stat.S_ISREG(mode):
+                path.chmod(0o755 if mode & 0o111 else 0o644)
+    top.chmod(0o755)
 
 
 def _record(rattler: Any, archive: Path, package: CondaPackage) -> Any:

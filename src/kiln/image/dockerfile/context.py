@@ -7,12 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
+from kiln.contract import CONDA_ENV_DIR
+from kiln.env.conda import PreparedCondaEnvironment, installed_environment
 from kiln.env.spec import EnvSpec
 from kiln.errors import UsageError
 from kiln.image.dockerfile.render import render_dockerfile
 from kiln.image.model_files import copy_model, place_large_files
 from kiln.image.secrets import check_no_secrets, scrub_lock
-from kiln.image.spec import ImageSpec
+from kiln.image.spec import ContextFiles, ImageSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,12 @@ def write_context(
         lock = scrub_lock(env.lock_file.read_text(encoding="utf-8"))
         texts.append((f"the lock {env.lock_file}", lock))
         _write_text(dest / files.lock, lock)
-    if files.conda_file and env.conda_file is not None:
-        conda = env.conda_file.read_text(encoding="utf-8")
-        texts.append((f"the conda file {env.conda_file}", conda))
-        _write_text(dest / files.conda_file, conda)
+    if env.conda is not None:
+        texts += _conda_files(env.conda, files, dest)
     check_no_secrets(texts, dockerfile)
-    if files.wheelhouse and env.wheelhouse is not None:
-        _link_tree(env.wheelhouse, dest / files.wheelhouse)
+    wheelhouse = env.conda.wheelhouse if env.conda is not None else env.wheelhouse
+    if files.wheelhouse and wheelhouse is not None:
+        _link_tree(wheelhouse, dest / files.wheelhouse)
     if files.installer and env.installer_wheel is not None:
         _link_file(env.installer_wheel, dest / files.installer)
     _link_file(env.kiln_wheel, dest / files.kiln_wheel)
@@ -72,6 +73,30 @@ def write_context(
     path = dest / "Dockerfile"
     _write_text(path, dockerfile)
     return path
+
+
+def _conda_files(conda: PreparedCondaEnvironment, files: ContextFiles, dest: Path) -> list[tuple[str, str]]:
+    """The conda environment installed on the host (offline, for the image's prefix) and its locks."""
+    texts = []
+    if files.conda_lock:
+        lock = conda.conda_lock_file.read_text(encoding="utf-8")
+        texts.append((f"the conda lock {conda.conda_lock_file}", lock))
+        _write_text(dest / files.conda_lock, lock)
+    if files.conda_pip_lock and conda.pip_lock_file is not None:
+        pip_lock = scrub_lock(conda.pip_lock_file.read_text(encoding="utf-8"))
+        texts.append((f"the conda pip lock {conda.pip_lock_file}", pip_lock))
+        _write_text(dest / files.conda_pip_lock, pip_lock)
+    if files.conda_env:
+        tree = installed_environment(conda.lock, conda.packages_dir, prefix=CONDA_ENV_DIR)
+        shutil.copytree(tree, dest / files.conda_env, symlinks=True, copy_function=_link_or_copy)
+    return texts
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _prepare(dest: Path) -> None:

@@ -54,8 +54,8 @@ def env_stage(spec: ImageSpec) -> str:
     """The builder stage that makes the Python environment (never reaches the final image)."""
     files = spec.files
     if spec.env_manager == "conda":
-        inputs = [files.conda_file]
-        caches = ["/opt/conda/pkgs"]
+        inputs = [files.conda_pip_lock, files.wheelhouse]
+        caches = []
     else:
         inputs = [files.lock, files.wheelhouse, _installer_dir(spec)]
         caches = [UV_CACHE] if spec.env_manager == "uv" else []
@@ -212,7 +212,7 @@ def _environment() -> jinja2.Environment:
 def _render(template: str, spec: ImageSpec, **extra: Any) -> str:
     pip = (
         "-m pip"
-        if spec.installer in ("pip-module", "micromamba")
+        if spec.installer == "pip-module"
         else f"{_build_path(spec.files.installer)}/pip"
         if spec.installer == "pip-wheel"
         else ""
@@ -223,6 +223,8 @@ def _render(template: str, spec: ImageSpec, **extra: Any) -> str:
         "prefix": spec.prefix,
         "kiln_home": contract.KILN_HOME,
         "lock_path": contract.LOCK_PATH,
+        "conda_lock_path": facts.CONDA_LOCK_PATH,
+        "conda_pip_lock_path": facts.CONDA_PIP_LOCK_PATH,
         "model_dir": contract.MODEL_DIR,
         "installer_dir": contract.INSTALLER_DIR,
         "install_missing_env": contract.ENV_INSTALL_MISSING[0],

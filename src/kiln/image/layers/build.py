@@ -206,9 +206,13 @@ def assemble_image(
 def environment_job(
     spec: ImageSpec, env: EnvSpec, base: BaseImage, *, base_python_version: str, python_dir: Path | None
 ) -> LayerJob:
-    """The Python environment (venv or the base's site-packages, bundled CPython) and the lock."""
+    """The Python environment (venv or the base's site-packages, bundled CPython, or the conda
+    environment) and the lock."""
     from kiln.image.layers.pyinstall import host_python_for
     from kiln.image.layers.venv import install_environment
+
+    if spec.env_manager == "conda":
+        return _conda_job(spec, env, base)
 
     def fill(root: Path) -> Sequence[Entry]:
         install_environment(
@@ -231,6 +235,23 @@ def environment_job(
         "bytecode": _host_python(host_python_for(spec.python_version)),
     }
     return LayerJob(f"Python environment ({spec.env_manager}, lock {lock_digest(env)[:19]})", inputs, fill)
+
+
+def _conda_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
+    from kiln.image.layers.conda import conda_inputs, install_conda_layer
+    from kiln.image.layers.pyinstall import host_python_for
+
+    def fill(root: Path) -> Sequence[Entry]:
+        install_conda_layer(root, spec=spec, env=env)
+        return []
+
+    inputs = {
+        "base": base.config_digest,
+        "spec": _spec_inputs(spec),
+        **conda_inputs(env),
+        "bytecode": _host_python(host_python_for(spec.python_version)),
+    }
+    return LayerJob(f"Python environment (conda, lock {env.lock_digest[:19]})", inputs, fill)
 
 
 def kiln_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:

@@ -101,8 +101,7 @@ def install_kiln(
 ) -> None:
     """Write the kiln layer under ``dest``: kiln's wheel without dependencies into the environment's
     site-packages, plus, for a model-agnostic image, the installer wheel kept for the opt-in
-    install at start (``/opt/kiln/installer``)."""
-    _refuse_conda(spec)
+    install at start (``/opt/kiln/installer``). For conda, the conda environment's site-packages."""
     scheme = _scheme(spec, base)  # a bundled Python only goes with a venv, whose scheme needs no files
     dest.mkdir(parents=True, exist_ok=True)
     installed = install_wheels(dest, [kiln_wheel], scheme, requested=True)
@@ -117,11 +116,7 @@ def install_kiln(
 
 def _refuse_conda(spec: ImageSpec) -> None:
     if spec.env_manager == "conda":
-        raise BuildError(
-            "--env-manager conda cannot be installed by --backend oci: conda solves and links "
-            "the environment inside the image",
-            hint="build it with --backend docker, or use --env-manager virtualenv or uv",
-        )
+        raise BuildError("the conda environment layer is made by kiln.image.layers.conda, not here")
 
 
 def _bytecode(dest: Path, installed: Sequence[Installed], version: str) -> None:
