@@ -17,6 +17,7 @@ from kiln import contract
 from kiln.errors import UsageError
 from kiln.image.system_packages import check_package_names
 from kiln.oci.reference import parse_reference
+from kiln.setting_kinds import BATCH_SIZE, MILLISECONDS
 
 Backend = Literal["docker", "oci"]
 BACKENDS: tuple[Backend, ...] = ("docker", "oci")
@@ -129,8 +130,25 @@ class RecipeOptions:
         "xgboost-cpu, torch==X+cpu), cuda (their CUDA builds), or auto: cuda when the model's "
         "requirements name a CUDA build, else cpu.",
     ))  # fmt: skip
+    max_batch_size: int = option(contract.DEFAULT_MAX_BATCH_SIZE, Cli(
+        ("--max-batch-size",), metavar="N", show_default=True,
+        help="The image's KILN_MAX_BATCH_SIZE: adaptive micro-batching of /invocations requests, at most "
+        "N per predict call (1: off; only for models that predict row by row; docs/scoring.md).",
+    ))  # fmt: skip
+    max_batch_delay: float = option(contract.DEFAULT_MAX_BATCH_DELAY, Cli(
+        ("--max-batch-delay",), metavar="MS", show_default=True,
+        help="The image's KILN_MAX_BATCH_DELAY: milliseconds a request that finds its worker busy may "
+        "wait for more to join its batch.",
+    ))  # fmt: skip
 
     def __post_init__(self) -> None:
+        # The runtime's own parsing (strings from the CLI, numbers from the API): the same checks.
+        object.__setattr__(
+            self, "max_batch_size", BATCH_SIZE.parse("--max-batch-size", str(self.max_batch_size))
+        )
+        object.__setattr__(
+            self, "max_batch_delay", MILLISECONDS.parse("--max-batch-delay", str(self.max_batch_delay))
+        )
         if self.env_manager not in contract.ENV_MANAGERS:
             choices = ", ".join(contract.ENV_MANAGERS)
             raise UsageError(f"unknown env manager {self.env_manager!r} (expected one of {choices})")
@@ -230,6 +248,23 @@ RECORDED = (
     "accelerator", "labels",
 )  # fmt: skip
 """The options a build's provenance records (host paths and tracking servers stay out)."""
+
+
+def runtime_environment(options: RecipeOptions) -> tuple[tuple[str, str], ...]:
+    """The runtime settings a build bakes into the image's environment: those changed from their default."""
+    baked: list[tuple[str, str]] = []
+    if options.max_batch_size != contract.DEFAULT_MAX_BATCH_SIZE:
+        baked.append((contract.ENV_MAX_BATCH_SIZE[0], str(options.max_batch_size)))
+    if options.max_batch_size > 1 or options.max_batch_delay != contract.DEFAULT_MAX_BATCH_DELAY:
+        baked.append((contract.ENV_MAX_BATCH_DELAY[0], MILLISECONDS.format(options.max_batch_delay)))
+    return tuple(baked)
+
+
+def runtime_labels(options: RecipeOptions) -> tuple[tuple[str, str], ...]:
+    """The same settings as image labels (``io.kiln.max-batch-size``, ...) that ``docker inspect`` shows."""
+    labels = {contract.ENV_MAX_BATCH_SIZE[0]: contract.LABEL_MAX_BATCH_SIZE}
+    labels[contract.ENV_MAX_BATCH_DELAY[0]] = contract.LABEL_MAX_BATCH_DELAY
+    return tuple((labels[name], value) for name, value in runtime_environment(options))
 
 
 def recorded_options(options: BuildOptions) -> dict[str, Any]:
