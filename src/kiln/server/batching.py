@@ -248,7 +248,11 @@ def _shape_key(data: Any, *, conforms: bool) -> Hashable | None:
     if type(data) is not pd.DataFrame or len(data) == 0:
         return None
     index, columns = data.index, data.columns
-    if not (type(index) is pd.RangeIndex and index.start == 0 and index.step == 1) or not columns.is_unique:
+    if not (type(index) is pd.RangeIndex and index.start == 0 and index.step == 1):
+        return None
+    if conforms:  # exactly the signature's columns, order and dtypes: nothing more to compare
+        return ("conforming frame",)
+    if not columns.is_unique:
         return None
     dtypes = tuple(str(dtype) for dtype in data.dtypes)
     # An object column is converted by MLflow's schema enforcement by looking at all its values
