@@ -107,6 +107,7 @@ def _chunked(
             location = session.location(response, what, repository)
             offset = _next_offset(response, default=offset + len(chunk))
             failures = 0
+            _release(response)
             continue
         failures += 1
         status = "no answer" if response is None else f"HTTP {response.status_code}"
@@ -129,6 +130,14 @@ def _chunked(
         location, offset = _status(session, repository, digest, location, sent)
     _finish(session, repository, digest, location, b"")
     return sent
+
+
+def _release(response: httpx.Response) -> None:
+    """Let the chunk go now: httpx's Response and its stream refer to each other, so a response (and
+    the chunk its request holds) would live until the cyclic collector ran; a 1 GB push held up to
+    a few hundred MB of sent chunks."""
+    response.close()
+    response.stream = httpx.ByteStream(b"")
 
 
 def _status(
