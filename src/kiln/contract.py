@@ -37,7 +37,7 @@ LOCK_PATH = f"{KILN_HOME}/requirements.lock"
 """The full lock (with hashes) the environment was installed from."""
 
 SBOM_PATH = f"{KILN_HOME}/sbom.cdx.json"
-"""The image's CycloneDX SBOM (both backends write it; docs/building.md, "Supply chain")."""
+"""The image's CycloneDX SBOM, written by both backends (docs/building.md, "SBOM and provenance")."""
 
 INSTALLER_DIR = f"{KILN_HOME}/installer"
 """Model-agnostic images: the installer wheel (pip or uv) kept for the opt-in install at start."""
