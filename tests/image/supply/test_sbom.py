@@ -146,3 +146,16 @@ def test_provenance_names_the_base_by_its_facts(make_env: MakeEnv, model: ModelI
         statement["predicate"]["buildDefinition"]["internalParameters"]["baseConfigDigest"]
         == "sha256:" + "b" * 64
     )
+
+
+def test_a_model_agnostic_image_has_no_model_component(make_env: MakeEnv, tmp_path: Path) -> None:
+    spec = spec_for(make_env, None, "virtualenv")
+    lock = tmp_path / "sbom.lock"
+    lock.write_text(LOCK)
+    env = make_env("virtualenv", lock_file=lock)
+    raw = image_sbom(spec=spec, env=env, base=_base(), status=None, model=None, epoch=0)
+    assert_valid(raw)
+    components = json.loads(raw)["components"]
+    assert not [c for c in components if c["type"] == "machine-learning-model"]
+    debs = {c["name"] for c in components if c.get("purl", "").startswith("pkg:deb/")}
+    assert debs == {"libc6", "tzdata"}  # no system-packages layer: the base's dpkg status stands
