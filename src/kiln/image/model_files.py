@@ -87,7 +87,11 @@ def place_large_files(source: Path, layout: ModelLayout, dest: Path, *, exact_mo
         _copy_file(path, target, item.mode)
         copied += item.size
     if copied:
-        log.info("copied %d MiB of large model files (no hard link was possible)", copied >> 20)
+        log.info(
+            "copied %d MiB of large model files rather than linking them (another filesystem, "
+            "or a mode that only a copy can change)",
+            copied >> 20,
+        )
     return copied
 
 
