@@ -18,6 +18,7 @@ from kiln.backends.base import BuildRequest, BuiltImage
 from kiln.backends.docker.buildlog import BuildLogParser
 from kiln.backends.docker.cli import DockerCli, find_docker, says_unreachable, unavailable
 from kiln.backends.docker.sbom import Supplied, combined, engine_base_facts, sbom_context, sbom_of
+from kiln.backends.oci import source_date_epoch
 from kiln.errors import BuildError
 from kiln.image.dockerfile.context import write_context
 from kiln.image.probe import BaseImageInfo, ProbeCache, probe_base_image
@@ -117,6 +118,7 @@ class DockerBuilder:
 
     def build_supplied(self, request: BuildRequest, progress: Progress) -> Supplied:
         """``build``, and the SBOM and facts the image's provenance is made from."""
+        epoch = source_date_epoch()  # a bad SOURCE_DATE_EPOCH is refused before the build, not after
         context = request.work / "context"
         progress.detail(f"build context in {context}")
         write_context(
@@ -129,7 +131,8 @@ class DockerBuilder:
         base = self.inspect(request.spec.base_image)
         if base is None:
             raise BuildError(f"base image {request.spec.base_image!r} is gone from Docker after the build")
-        made = sbom_of(self.cli, request, first, engine_base_facts(self.cli, request.spec.base_image, base))
+        facts = engine_base_facts(self.cli, request.spec.base_image, base)
+        made = sbom_of(self.cli, request, first, facts, epoch)
         context = sbom_context(request, request.tag, made.sbom)  # BuildKit finds local images by name
         second = self.build_context(
             ContextBuild(context, request.tag, no_cache=request.no_cache, platform=request.platform), progress

@@ -22,7 +22,6 @@ from typing import Any
 from kiln import contract
 from kiln.backends.base import BuildRequest, BuiltImage
 from kiln.backends.docker.cli import DockerCli
-from kiln.backends.oci import source_date_epoch
 from kiln.errors import BuildError
 from kiln.image.dockerfile.render import SBOM_FILE, render_sbom_dockerfile
 from kiln.image.supply.attach import OS_RELEASE, STATUS, BaseFacts, image_sbom, model_files
@@ -77,9 +76,10 @@ def engine_base_facts(cli: DockerCli, base_image: str, details: Mapping[str, Any
     )
 
 
-def sbom_of(cli: DockerCli, request: BuildRequest, built: BuiltImage, base: BaseFacts) -> Supplied:
-    """The SBOM of the image Docker built for ``request`` (not yet in it)."""
-    epoch = source_date_epoch()
+def sbom_of(
+    cli: DockerCli, request: BuildRequest, built: BuiltImage, base: BaseFacts, epoch: int
+) -> Supplied:
+    """The SBOM of the image Docker built for ``request`` (not yet in it); ``epoch``: its timestamp."""
     status = read_files(cli, built.image_id, (STATUS,))[STATUS]
     model = None
     if request.spec.files.model:
