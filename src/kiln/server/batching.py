@@ -176,7 +176,9 @@ def _settle(
     for index, entry in enumerate(batch):
         if entry.future.done():
             continue
-        if error is not None:
+        if isinstance(error, asyncio.CancelledError):  # the batch's task was cancelled (shutdown)
+            entry.future.cancel()
+        elif error is not None:
             entry.future.set_exception(error)
         else:
             entry.future.set_result(answers[index])
