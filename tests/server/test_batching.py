@@ -19,6 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiln.api.options import RecipeOptions, runtime_environment, runtime_labels
 from kiln.errors import UsageError
 from kiln.server.batching import split_rows
 from kiln.settings import RuntimeSettings
@@ -143,3 +144,12 @@ def test_split_rows_needs_one_row_per_input_row() -> None:
     assert split_rows(np.arange(4), [2, 3]) is None  # a row short: each request alone
     assert split_rows(np.float64(1.0), [1, 1]) is None
     assert split_rows({"a": 1}, [1]) is None
+
+
+def test_build_options_take_the_same_names_and_checks() -> None:
+    assert runtime_environment(RecipeOptions()) == ()
+    options = RecipeOptions(max_batch_size="32")  # type: ignore[arg-type]  # a string, as from the CLI
+    assert runtime_environment(options) == (("KILN_MAX_BATCH_SIZE", "32"), ("KILN_MAX_BATCH_DELAY", "2.0"))
+    assert runtime_labels(options) == (("io.kiln.max-batch-size", "32"), ("io.kiln.max-batch-delay", "2.0"))
+    with pytest.raises(UsageError, match="--max-batch-delay='x' is not a number of milliseconds"):
+        RecipeOptions(max_batch_delay="x")  # type: ignore[arg-type]
