@@ -56,11 +56,11 @@ class Builds:
         self.env = {"PYTHONPATH": str(root / "src"), "CONDARC": str(root / "condarc")}
 
     def run(
-        self, name: str, model: Path, *args: str, env: dict[str, str] | None = None
+        self, name: str, model: Path, *args: str, env: dict[str, str] | None = None, model_flag: str = "-m"
     ) -> subprocess.CompletedProcess[str]:
         tag = f"kiln-e2e/conda-{name}:{SESSION}"
         self.tags.append(tag)
-        command = ("build", "-m", str(model), "-n", tag, "--env-manager", "conda", *args)
+        command = ("build", model_flag, str(model), "-n", tag, "--env-manager", "conda", *args)
         return kiln(*command, env={**self.env, **(env or {})})
 
     def build(self, name: str, model: Path, *args: str, env: dict[str, str] | None = None) -> Build:
@@ -200,6 +200,19 @@ def test_oci_backend_gives_the_same_bytes_twice_and_runs(
         running.wait_ready()
         answer = running.post(iris_request(conda_model))
         assert answer.json()["predictions"] == iris_expected(conda_model)
+
+
+def test_a_model_agnostic_image_with_the_models_conda_environment(
+    builds: Builds, conda_model: Path, no_python_base: str
+) -> None:
+    """``--env-from`` with conda: the environment of the model, no model; the model mounted at start."""
+    result = builds.run("agnostic", conda_model, "--base-image", no_python_base, model_flag="--env-from")
+    assert result.returncode == 0, result.stderr
+    mount = ("--volume", f"{conda_model}:{contract.MODEL_DIR}:ro")
+    with container(builds.builder.cli, builds.tags[-1], *mount) as running:
+        running.wait_ready()
+        answer = running.post(iris_request(conda_model))
+        assert answer.json()["predictions"] == iris_expected(conda_model), answer.text
 
 
 def test_a_weights_change_rebuilds_only_the_model_layer(
