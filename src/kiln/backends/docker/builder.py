@@ -138,6 +138,11 @@ class DockerBuilder:
             ContextBuild(context, request.tag, no_cache=request.no_cache, platform=request.platform), progress
         )
         progress.detail(f"image {second.image_id[:19]} holds its SBOM ({len(made.sbom)} bytes)")
+        if second.image_id != first.image_id:
+            # The image below lost its tag to this one; without the tag it is only clutter in
+            # 'docker images'. Not forced: one that has another tag, a container or (classic
+            # builder) this image as its child stays.
+            self.cli.run(["image", "rm", first.image_id], timeout=120)
         return dataclasses.replace(made, built=combined(first, second))
 
     def build_context(self, build: ContextBuild, progress: Progress) -> BuiltImage:
