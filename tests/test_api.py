@@ -85,3 +85,25 @@ def test_bad_options_fail_before_any_work(kwargs: dict[str, object], message: st
 def test_a_model_that_is_not_pyfunc_is_a_model_error(model_dir: Callable[[str], Path]) -> None:
     with pytest.raises(ModelError, match="has no 'python_function' flavour"):
         api.build(model_dir("not_pyfunc"), name="ok", progress=RecordingProgress())
+
+
+def test_the_batching_options_are_baked_into_the_images_environment_and_labels(
+    model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    dockerfile = api.generate_dockerfile(
+        model_dir("sklearn_iris"),
+        output_directory=tmp_path / "context",
+        base_image="kiln-test/python:3.11-slim",
+        max_batch_size=32,
+        max_batch_delay=5,
+        progress=RecordingProgress(),
+    ).read_text()
+    assert "KILN_MAX_BATCH_SIZE=32" in dockerfile and "KILN_MAX_BATCH_DELAY=5.0" in dockerfile
+    assert '"io.kiln.max-batch-size"="32"' in dockerfile and '"io.kiln.max-batch-delay"="5.0"' in dockerfile
+    plain = api.generate_dockerfile(
+        model_dir("sklearn_iris"),
+        output_directory=tmp_path / "plain",
+        base_image="kiln-test/python:3.11-slim",
+        progress=RecordingProgress(),
+    ).read_text()
+    assert "MAX_BATCH" not in plain and "max-batch" not in plain  # the defaults bake nothing

@@ -133,13 +133,13 @@ class RecipeOptions:
     max_batch_size: int = option(contract.DEFAULT_MAX_BATCH_SIZE, Cli(
         ("--max-batch-size",), metavar="N", show_default=True,
         help="KILN_MAX_BATCH_SIZE for the image: adaptive micro-batching of /invocations requests, at most "
-        "N per predict call (1: off; only for models that predict row by row; docs/scoring.md). Not yet "
-        "baked into the image: set it with docker run -e until the image spec reads it.",
+        "N per predict call (1: off; only for models that predict row by row; docs/scoring.md); "
+        "docker run -e overrides it.",
     ))  # fmt: skip
     max_batch_delay: float = option(contract.DEFAULT_MAX_BATCH_DELAY, Cli(
         ("--max-batch-delay",), metavar="MS", show_default=True,
         help="KILN_MAX_BATCH_DELAY for the image: milliseconds a request that finds its worker busy may "
-        "wait for more to join its batch (not yet baked in either).",
+        "wait for more to join its batch.",
     ))  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import contract
-from kiln.api.options import RecipeOptions
+from kiln.api.options import RecipeOptions, runtime_environment, runtime_labels
 from kiln.backends.base import Builder
 from kiln.env.resolve import resolve_env
 from kiln.env.spec import EnvSpec, TargetPlatform
@@ -79,9 +79,10 @@ def prepare(
         buildkit=buildkit,
         model_uri=inputs.model_uri,
         # What the URI resolved to (run, registered version), then the user's own labels.
-        labels=(*inputs.model_labels, *recipe.labels.items()),
+        labels=(*inputs.model_labels, *runtime_labels(recipe), *recipe.labels.items()),
         system_packages=system.packages,
         accelerator=env.accelerator,
+        runtime_environment=runtime_environment(recipe),
     )
     spec = build_image_spec(inputs.model, env, base, plan, options)
     return Prepared(spec, env, inputs.model.path if inputs.model else None, python_dir)

@@ -67,6 +67,8 @@ class ImageOptions:
     """``cuda``: the image says so to the NVIDIA container toolkit and to kiln's runtime."""
     large_file_size: int = LARGE_FILE_SIZE
     """A model file this big or bigger gets an image layer of its own."""
+    runtime_environment: tuple[tuple[str, str], ...] = ()
+    """Runtime settings the build bakes in (``--max-batch-size``...): variables of the image's config."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,10 @@ def build_image_spec(
         prune_package_tests=not options.keep_package_tests,
         model_agnostic=model is None,
         labels=_labels(model, env, plan, options, packages),
-        environment=_environment(env.env_manager, options.install_java, model is None, options.accelerator),
+        environment=(
+            *_environment(env.env_manager, options.install_java, model is None, options.accelerator),
+            *options.runtime_environment,
+        ),
         site_packages=site,
         entrypoint=facts.entrypoint(python),
         healthcheck=facts.healthcheck(python),
