@@ -558,9 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"bench: every run's numbers in {raw}; took {(time.monotonic() - began) / 60:.1f} min")
         if not opts.no_write:
-            current = opts.output.read_text() if opts.output.exists() else ""
-            opts.output.write_text(report.replace_section(current, SECTION, section))
-            print(f"bench: wrote section {SECTION!r} of {opts.output}")
+            report.write_section(opts.output, SECTION, section)
     finally:
         clean_up(docker, mlflow_from, work, keep=opts.keep)
     return 0

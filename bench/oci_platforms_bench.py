@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps({"runs": [dataclasses.asdict(r) for r in runs], "loads": loads}, indent=1))
         print(f"bench: every run's numbers in {raw}; took {(time.monotonic() - began) / 60:.1f} min")
         if not opts.no_write:
-            current = opts.output.read_text() if opts.output.exists() else ""
-            opts.output.write_text(report.replace_section(current, SECTION, section))
-            print(f"bench: wrote section {SECTION!r} of {opts.output}")
+            report.write_section(opts.output, SECTION, section)
     finally:
         build_bench.clean_up(docker, "", work, keep=opts.keep)
     return 0

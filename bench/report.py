@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.wrk import WrkResult
 
@@ -119,3 +120,10 @@ def replace_section(document: str, name: str, body: str) -> str:
     if stop < 0:
         raise ValueError(f"section {name!r} has {begin} but no {end}")
     return document[:start] + block + document[stop + len(end) :]
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace section ``name`` of the markdown file ``path`` with ``body`` (appended when absent)."""
+    current = path.read_text() if path.exists() else ""
+    path.write_text(replace_section(current, name, body))
+    print(f"bench: wrote section {name!r} of {path}")

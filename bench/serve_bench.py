@@ -336,9 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps([asdict(r) for r in runs], indent=1))
         print(f"bench: every run's numbers in {raw}")
         if not opts.no_write:
-            current = opts.output.read_text() if opts.output.exists() else ""
-            opts.output.write_text(report.replace_section(current, SECTION, section))
-            print(f"bench: wrote section {SECTION!r} of {opts.output}")
+            report.write_section(opts.output, SECTION, section)
     return 0
 
 

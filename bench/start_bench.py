@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     section = _section(opts.flavour, results, sizes, machine, commit)
     print(section)
     if not opts.no_write:
-        current = opts.output.read_text() if opts.output.exists() else ""
-        opts.output.write_text(report.replace_section(current, SECTION, section))
+        report.write_section(opts.output, SECTION, section)
     return 0
 
 
