@@ -196,6 +196,7 @@ def test_oci_backend_gives_the_same_bytes_twice_and_runs(
     )  # fmt: skip
     assert _manifest_digest(first.stdout) == _manifest_digest(second.stdout)
     assert conda_channel.token not in first.stdout + first.stderr
+    assert_not_in_image(builds.builder, first.tag, conda_channel.token, builds.root)
     with container(builds.builder.cli, first.tag, "--user", "12345") as running:
         running.wait_ready()
         answer = running.post(iris_request(conda_model))
