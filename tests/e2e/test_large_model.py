@@ -142,3 +142,25 @@ def test_docker_backend_a_layer_per_large_file_and_a_small_change_pushes_one_lay
     mark = registry.mark()
     build(tag, large_model, "--push", f"{registry.host}/{repository}:2")
     only_the_small_files_layer_was_sent(first, pushed_layers(registry, repository, "2"), registry, mark)
+
+
+def test_classic_builder_gets_each_large_file_with_the_images_mode(
+    large_model: Path, images: Images, docker_builder: DockerBuilder, tmp_path: Path
+) -> None:
+    """No ``COPY --chmod`` without BuildKit: a large file whose host mode is not the image's is copied
+    into the context with the right one (the others are hard links), and the image has 0644 for both."""
+    model = tmp_path / "model"
+    shutil.copytree(large_model, model)
+    (model / WEIGHTS[0]).chmod(0o600)
+    tag = f"kiln-e2e/large-classic:{SESSION}"
+    images.tags.append(tag)
+    result = kiln(
+        "build", "-m", str(model), "-n", tag, "--base-image", BASE_IMAGE, env={"KILN_BUILDKIT": "false"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    history = docker_builder.cli.run(["history", "--no-trunc", "--format", "{{.CreatedBy}}", tag])
+    assert sum("/opt/ml/model/weights/" in line for line in history.stdout.splitlines()) == len(WEIGHTS)
+    modes = docker_builder.cli.run(
+        ["run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", "stat -c '%a %U' /opt/ml/model/weights/*.bin"]
+    )
+    assert modes.stdout.split("\n")[:2] == ["644 root", "644 root"], modes.stdout + modes.stderr
