@@ -259,10 +259,17 @@ adds only nginx and its libraries.
 Memory: the workers are forks of one process that loaded the model (the zygote), so each worker
 adds only what it writes (about 15-25 MB of USS); MLflow's workers each load everything. The
 supervisor, nginx and the zygote's interpreter are kiln's fixed cost, which is why one worker is
-0.69 of MLflow's and four are 0.33. Start times come from a 2-core machine shared with other work
-(load 3-10 during the run): the spread is wide for both, and most of kiln's start is MLflow's own
-`load_model` inside the zygote (the `model load` phase). The pytorch model's start is measured by
-`bench/start_bench.py` (its own section).
+about 0.7 of MLflow's and four about a third.
+
+Start: most of kiln's start is the model's own `load_model` in the zygote (the `model load`
+phase): for this model `import mlflow.pyfunc` (about 1.4 s on a quiet machine) and `load_model`
+(about 1.6 s: importing scikit-learn, most of it `scipy.stats`, and skops's scan of its trusted
+types). MLflow's image does the same work, in each of its workers at once; on an idle
+2-core machine that costs it little more than one load, so the ratio is bounded by how much of the
+start is that shared work (kiln's own part, the supervisor and the first fork, is about 0.9 s).
+The target of half of MLflow's start is met only when the machine is busy (0.36 in the run of
+14:41, load 3-10, where MLflow's parallel loads contend) and missed on a quiet one: measured
+above. The pytorch model's start is measured by `bench/start_bench.py` (its own section).
 """
 
 
