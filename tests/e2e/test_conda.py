@@ -1,9 +1,11 @@
-"""``--env-manager conda`` end to end: a scikit-learn model whose conda.yaml names the test channel (behind
-a token), solved, locked and fetched on the host, installed offline, on a Debian base without Python.
+"""``--env-manager conda`` end to end: a scikit-learn model whose conda.yaml names the test channel (its
+bare URL; the host's .condarc reaches it through a token URL), solved, locked and fetched on the host,
+installed offline, on a Debian base without Python.
 
 The builds are shared by the module: one Docker build (run, read-only, another uid, stopped; its lock
-and layers read), one rebuild after a weights change, two ``--backend oci`` builds into two empty
-caches (same bytes) of which one is loaded and run. The failures need no image and stop before one.
+and layers read), a model-agnostic one, one rebuild after a weights change (last), two ``--backend
+oci`` builds into two empty caches (same bytes) of which one is loaded and run. The failures need no
+image and stop before one.
 """
 
 from __future__ import annotations
