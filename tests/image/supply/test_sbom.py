@@ -4,6 +4,7 @@ apart, nothing from the host in it; and the Dockerfile that adds it to a Docker-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,27 @@ def test_a_model_agnostic_image_has_no_model_component(make_env: MakeEnv, tmp_pa
     assert not [c for c in components if c["type"] == "machine-learning-model"]
     debs = {c["name"] for c in components if c.get("purl", "").startswith("pkg:deb/")}
     assert debs == {"libc6", "tzdata"}  # no system-packages layer: the base's dpkg status stands
+
+
+def test_a_conda_image_lists_every_conda_package_and_its_pip_section(
+    make_env: MakeEnv, model: ModelInfo
+) -> None:
+    plain = make_env("conda")
+    assert plain.conda is not None
+    conda = dataclasses.replace(plain.conda, lock=dataclasses.replace(plain.conda.lock, pip_lock=LOCK))
+    env = dataclasses.replace(plain, conda=conda)
+    spec = spec_for(make_env, model, "conda")
+    files = model_files(model.path, contract.MODEL_DIR)
+    raw = image_sbom(spec=spec, env=env, base=_base(), status=None, model=files, epoch=1700000000)
+    assert_valid(raw)
+    components = _by_purl(json.loads(raw))
+    listed = {purl: c for purl, c in components.items() if purl.startswith("pkg:conda/")}
+    (python,) = conda.lock.packages
+    assert list(listed) == [
+        "pkg:conda/python@3.11.2?build=h0_kiln&channel=https://conda.example.com/kiln"
+        "&subdir=linux-64&type=tar.bz2"
+    ]
+    (found,) = listed.values()
+    assert found["hashes"] == [{"alg": "SHA-256", "content": python.sha256}]
+    pip = {purl for purl in components if purl.startswith("pkg:pypi/") and "/kiln@" not in purl}
+    assert pip == {"pkg:pypi/numpy@2.0.0", "pkg:pypi/scikit-learn@1.5.0"}  # the pip section's lock

@@ -110,6 +110,9 @@ def image_sbom(
     packages = installed_packages(final)
     added = frozenset(p.name for p in packages if (p.name, p.architecture, p.version) not in before)
     lock = parse_lock(env.lock_file.read_text(encoding="utf-8")) if env.lock_file is not None else ()
+    conda = env.conda.lock if env.conda is not None else None
+    if conda is not None:  # the conda packages, and the pip section's lock for the env's Python
+        lock = parse_lock(conda.pip_lock) if conda.pip_lock.strip() else ()
     inputs = SbomInputs(
         title=dict(spec.labels).get("org.opencontainers.image.title", "kiln image"),
         platform=env.target.os_arch,
@@ -121,6 +124,7 @@ def image_sbom(
         distro=os_release(base.os_release),
         model=model,
         epoch=epoch,
+        conda=conda.packages if conda is not None else (),
     )
     return make_sbom(inputs)
 

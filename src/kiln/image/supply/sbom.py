@@ -3,6 +3,8 @@
 Components, each with a package URL as its ``bom-ref``:
 
 - every Python package of the lock (``pkg:pypi/NAME@VERSION``), with every sha256 the lock allows;
+- with ``--env-manager conda``, every conda package of the conda lock (``pkg:conda/NAME@VERSION``
+  with its build, channel and subdir), with its sha256;
 - kiln itself (``pkg:pypi/kiln@VERSION``), with the sha256 of the wheel installed;
 - every Debian package dpkg records as installed (``pkg:deb/debian/NAME@VERSION?arch=...``), the
   base's and the ones kiln added (property ``kiln:origin`` says which);
@@ -30,6 +32,7 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
+from kiln.env.conda.lock import CondaPackage
 from kiln.env.lockfile import LockEntry
 from kiln.oci.canonical import canonical_json
 
@@ -72,6 +75,8 @@ class SbomInputs:
     model: tuple[ModelFile, ...] | None
     """None: a model-agnostic image."""
     epoch: int
+    conda: tuple[CondaPackage, ...] = ()
+    """The conda lock's packages (``--env-manager conda``; ``python`` is then its pip section)."""
 
 
 def installed_packages(status: str) -> tuple[DebPackage, ...]:
@@ -109,7 +114,7 @@ def make_sbom(inputs: SbomInputs) -> bytes:
         properties=[Property(name="kiln:origin", value="kiln")],
     )  # fmt: skip
     debian = [_deb(p, inputs.distro, added=p.name in inputs.added_debian) for p in inputs.debian]
-    components = [*python, kiln, *debian]
+    components = [*python, *(_conda(package) for package in inputs.conda), kiln, *debian]
     if inputs.model is not None:
         components.append(_model(inputs.title, inputs.model))
     subject = Component(
@@ -144,6 +149,17 @@ def _python(entry: LockEntry) -> Component:
         bom_ref=f"pkg:pypi/{entry.name}@{entry.version}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for h in sorted(entry.hashes)],
         properties=[Property(name="kiln:origin", value="lock")],
+    )  # fmt: skip
+
+
+def _conda(package: CondaPackage) -> Component:
+    kind = "conda" if package.filename.endswith(".conda") else "tar.bz2"
+    qualifiers = {"build": package.build, "channel": package.channel, "subdir": package.subdir, "type": kind}
+    purl = PackageURL("conda", name=package.name, version=package.version, qualifiers=qualifiers)
+    return Component(
+        type=ComponentType.LIBRARY, name=package.name, version=package.version, purl=purl,
+        bom_ref=purl.to_string(), hashes=[HashType(alg=HashAlgorithm.SHA_256, content=package.sha256)],
+        properties=[Property(name="kiln:origin", value="conda")],
     )  # fmt: skip
 
 
