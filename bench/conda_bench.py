@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         section = _section(rows, commit, docker.buildkit)
         print(section)
         if not opts.no_write:
-            current = opts.output.read_text() if opts.output.exists() else ""
-            opts.output.write_text(report.replace_section(current, SECTION, section))
+            report.write_section(opts.output, SECTION, section)
     finally:
         docker.cleanup()
         shutil.rmtree(work, ignore_errors=True)
