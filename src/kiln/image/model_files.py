@@ -6,6 +6,11 @@ every regular file of ``LARGE_FILE_SIZE`` or more (weights, checkpoints), by pat
 model is one layer, the last. A registry client pulls and pushes layers in parallel, and a change
 to a small file (``MLmodel``, a tokenizer) re-sends only the small-files layer. The large files
 are never copied: ``place_large_files`` hard-links them where a backend reads them.
+
+The model's environment files (``requirements.txt``, ``conda.yaml``...) may name a private index
+or channel with its credentials (``--extra-index-url https://user:token@host/simple``, an
+anaconda.org ``/t/<token>/`` path). kiln uses them on the host; the image's copy has them replaced
+by ``****`` (``image_content``), and the SBOM hashes what the image holds.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.env.conda.errors import redact_channel_text
 from kiln.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 LARGE_FILE_SIZE = 64 * 1024 * 1024
 """A model file of this many bytes or more gets a layer of its own (64 MiB)."""
+
+ENVIRONMENT_FILES = frozenset({"requirements.txt", "constraints.txt", "conda.yaml", "python_env.yaml"})
+"""The model's environment files (at its top level): the image gets them without credentials."""
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f\\"$*?\[\]]')
 """Characters a Dockerfile COPY would glob or expand (and control characters): a file whose path
@@ -62,7 +71,8 @@ def plan_model_layout(model_dir: Path, threshold: int = LARGE_FILE_SIZE) -> Mode
             path = Path(current) / name
             info = path.lstat()
             relative = path.relative_to(root).as_posix()
-            if stat.S_ISREG(info.st_mode) and info.st_size >= threshold and not _UNSAFE.search(relative):
+            small = relative in ENVIRONMENT_FILES or _UNSAFE.search(relative)  # scrubbed, or a COPY glob
+            if stat.S_ISREG(info.st_mode) and info.st_size >= threshold and not small:
                 large.append(LargeFile(relative, info.st_size, _image_mode(info.st_mode)))
     return ModelLayout(threshold, tuple(sorted(large, key=lambda item: item.path)))
 
@@ -84,7 +94,7 @@ def place_large_files(source: Path, layout: ModelLayout, dest: Path, *, exact_mo
                 continue
             except OSError as exc:
                 log.debug("cannot hard-link %s (%s): copying it", path, exc)
-        _copy_file(path, target, item.mode)
+        _copy_file(path, target, item.mode, "")  # weights: not environment files
         copied += item.size
     if copied:
         log.info(
@@ -127,7 +137,7 @@ def copy_model(source: Path, dest: Path, *, skip: frozenset[str] = frozenset()) 
                 target.mkdir()
                 target.chmod(0o755)
             elif stat.S_ISREG(mode):
-                _copy_file(path, target, mode)
+                _copy_file(path, target, mode, path.relative_to(root).as_posix())
             else:
                 raise ModelError(
                     f"model directory {str(source)!r} contains {path} which is not a regular file, "
@@ -156,11 +166,29 @@ def _copy_link(path: Path, root: Path, target: Path, source: Path) -> None:
     target.symlink_to(os.path.relpath(resolved, path.parent))
 
 
-def _copy_file(path: Path, target: Path, mode: int) -> None:
+def image_content(relative: str, data: bytes) -> bytes | None:
+    """What the image holds for the model file at ``relative`` with content ``data``: None when that
+    is ``data`` itself, else the file with the credentials in its URLs replaced by ``****``."""
+    if relative not in ENVIRONMENT_FILES:
+        return None
+    text = data.decode("utf-8", "surrogateescape")
+    clean = redact_channel_text(text)
+    return None if clean == text else clean.encode("utf-8", "surrogateescape")
+
+
+def _copy_file(path: Path, target: Path, mode: int, relative: str) -> None:
     try:
         shutil.copyfile(path, target)
+        scrubbed = image_content(relative, target.read_bytes()) if relative in ENVIRONMENT_FILES else None
     except PermissionError as exc:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if scrubbed is not None:
+        target.write_bytes(scrubbed)
+        log.warning(
+            "the model's %s names an index or channel with credentials: kiln used them on the host; "
+            "the image's copy has them replaced by ****",
+            relative,
+        )
     target.chmod(_image_mode(mode))
 
 

@@ -25,6 +25,7 @@ from kiln import contract
 from kiln.env.lockfile import parse_lock
 from kiln.env.spec import EnvSpec
 from kiln.image.layers.build import LayerJob
+from kiln.image.model_files import ENVIRONMENT_FILES, image_content
 from kiln.image.spec import ImageSpec
 from kiln.image.supply.provenance import (
     PREDICATE_ANNOTATION,
@@ -90,7 +91,9 @@ def model_files(model_copy: Path, mount: str) -> tuple[ModelFile, ...]:
             if path.is_symlink() or not path.is_file():
                 continue
             relative = path.relative_to(model_copy).as_posix()
-            found.append(ModelFile(f"{mount}/{relative}", _sha256(path)))
+            scrubbed = image_content(relative, path.read_bytes()) if relative in ENVIRONMENT_FILES else None
+            digest = _sha256(path) if scrubbed is None else hashlib.sha256(scrubbed).hexdigest()
+            found.append(ModelFile(f"{mount}/{relative}", digest))
     return tuple(sorted(found, key=lambda f: f.path))
 
 
