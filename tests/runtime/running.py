@@ -57,18 +57,23 @@ class Running:
         return httpx.post(self.url + path, content=body, headers=headers, timeout=timeout)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Poll /ping until 200; fail with the output if the process exits or time runs out."""
+        """Poll /ping until it answers 200 ten times running; fail with the output if the process
+        exits or time runs out. nginx's reload to the proxying config is asynchronous: for a moment
+        after the first 200 an old nginx worker may still take a connection and answer 503, as
+        the supervisor itself allows for before it logs ``ready``."""
         deadline = time.monotonic() + timeout
+        running = 0
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise AssertionError(f"runtime exited {code} before ready:\n{self.output()}")
             try:
-                if self.get("/ping", timeout=2).status_code == 200:
-                    return
+                running = running + 1 if self.get("/ping", timeout=2).status_code == 200 else 0
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+                running = 0
+            if running >= 10:
+                return
+            time.sleep(0.2 if running == 0 else 0.02)
         raise AssertionError(f"runtime not ready after {timeout:.0f} s:\n{self.output()}")
 
     def wait_exit(self, timeout: float = 60.0) -> int:
