@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_second_resolve_downloads_nothing_and_gives_the_same_lock(
     assert second.lock_file.read_bytes() == first.lock_file.read_bytes()
     assert second.lock_digest == first.lock_digest
     count = len(parse_lock(second.lock_file.read_text()))
-    assert f"locked {count} packages (lock from cache)" in messages
+    # uv's lock, before kiln.env.trim leaves out what serving never imports (the lock file's count).
+    assert any(re.fullmatch(r"locked \d+ packages \(lock from cache\)", message) for message in messages)
     assert f"fetched {count} wheels ({count} from cache)" in messages
     assert sorted(p.name for p in second.wheelhouse.iterdir()) == sorted(  # type: ignore[union-attr]
         p.name
