@@ -226,7 +226,14 @@ def test_out_of_memory_worker_is_reported_and_replaced_then_repeated_ooms_exit_1
     assert len(tally.failed()) <= 2, tally.summary()  # the other client's request, if it hit the hog worker
     assert state["ExitCode"] == 1
     assert reported >= 5
-    assert "workers died within 60 s, stopping instead of restarting" in final_logs
+    # The OOM killer may pick the zygote too (it holds the model), or a new zygote still loading it:
+    # each way the supervisor says why it stops, and exits 1.
+    stops = (
+        "workers died within 60 s, stopping instead of restarting",
+        "too many deaths, stopping",
+        "before the model was loaded",
+    )
+    assert any(stop in final_logs for stop in stops), final_logs[-4000:]
 
 
 def test_model_that_fails_to_load_exits_non_zero_and_never_answers_ping(
