@@ -43,8 +43,8 @@ def v2_paths(model: V2Model, *, max_body_size: int, request_timeout: float) -> d
     return paths
 
 
-def v2_schemas() -> dict[str, Any]:
-    """The schemas the V2 paths refer to."""
+def _tensor_schemas() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A tensor with its data, a tensor in model metadata (no data), and ``parameters``."""
     parameters = {"type": "object", "properties": {"content_type": {"type": "string"}}}
     datatype = {"type": "string", "enum": list(DATATYPES)}
     shape = {"type": "array", "items": {"type": "integer"}}
@@ -69,6 +69,12 @@ def v2_schemas() -> dict[str, Any]:
             "parameters": parameters,
         },
     }
+    return tensor, metadata_tensor, parameters
+
+
+def v2_schemas() -> dict[str, Any]:
+    """The schemas the V2 paths refer to."""
+    tensor, metadata_tensor, parameters = _tensor_schemas()
     return {
         "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "V2Tensor": tensor,
