@@ -61,20 +61,11 @@ class Running:
         exits or time runs out. nginx's reload to the proxying config is asynchronous: for a moment
         after the first 200 an old nginx worker may still take a connection and answer 503, as
         the supervisor itself allows for before it logs ``ready``."""
-        deadline = time.monotonic() + timeout
-        running = 0
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code = self.process.returncode
+        if not wait_for_ping(self.url, self.process, timeout):
+            code = self.process.returncode
+            if code is not None:
                 raise AssertionError(f"runtime exited {code} before ready:\n{self.output()}")
-            try:
-                running = running + 1 if self.get("/ping", timeout=2).status_code == 200 else 0
-            except httpx.HTTPError:
-                running = 0
-            if running >= 10:
-                return
-            time.sleep(0.2 if running == 0 else 0.02)
-        raise AssertionError(f"runtime not ready after {timeout:.0f} s:\n{self.output()}")
+            raise AssertionError(f"runtime not ready after {timeout:.0f} s:\n{self.output()}")
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         try:
@@ -177,18 +168,39 @@ def running(
         yield run
     finally:
         leftovers = _descendants(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         for pid, cmdline in leftovers:
             # Only a process that is still the one this test started (same pid, same command line).
             if _cmdline(pid) == cmdline:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def wait_for_ping(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True once ``url``/ping answered 200 ten times running (see ``Running.wait_ready``); False
+    when ``process`` exited or ``timeout`` seconds passed first."""
+    deadline = time.monotonic() + timeout
+    running = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            running = running + 1 if httpx.get(url + "/ping", timeout=2).status_code == 200 else 0
+        except httpx.HTTPError:
+            running = 0
+        if running >= 10:
+            return True
+        time.sleep(0.2 if running == 0 else 0.02)
+    return False
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``process`` unless it has exited; SIGKILL it when it is still there after 30 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _descendants(pid: int) -> list[tuple[int, bytes]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.runtime.conftest import StartRuntime
-from tests.runtime.running import free_port, remove_dir, runtime_env, short_tmp_dir
+from tests.runtime.running import free_port, remove_dir, runtime_env, short_tmp_dir, stop, wait_for_ping
 from tests.runtime.scoring import iris_request
 
 REQUESTS = 3000
@@ -59,27 +59,15 @@ def _serve_with_an_unread_output(model: Path, body: str, requests: int, status: 
         assert slowest < 2.0, f"slowest request {slowest:.2f} s"
         assert process.poll() is None
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         os.close(read_end)
         remove_dir(runtime_dir)
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the runtime exited"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("not ready after 120 s")
+    # Ten 200s running: the keep-alive connection the test then uses must not be an old nginx
+    # worker's, which closes it when the reload to the proxying config completes.
+    assert wait_for_ping(f"http://127.0.0.1:{port}", process, 120), "the runtime exited or never got ready"
 
 
 def test_no_error_line_while_the_model_loads_and_access_lines_reach_stdout(
