@@ -47,6 +47,17 @@ def image_names(docker_builder: DockerBuilder) -> Iterator[list[str]]:
         docker_builder.cli.run(["image", "rm", "--force", name], timeout=120)
 
 
+# What the build cache may keep between test modules: each module builds its own images, and a
+# whole run's cache (tens of GB) once filled a CI machine's disk.
+KEEP_BUILD_CACHE = "3GB"
+
+
+def free_disk(builder: DockerBuilder) -> None:
+    """Remove dangling images and shrink the build cache to ``KEEP_BUILD_CACHE`` (most recent kept)."""
+    builder.cli.run(["image", "prune", "--force"], timeout=300)
+    builder.cli.run(["builder", "prune", "--force", "--keep-storage", KEEP_BUILD_CACHE], timeout=600)
+
+
 def unique_tag(prefix: str = "kiln-test/t") -> str:
     return f"{prefix}:{uuid.uuid4().hex[:10]}"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.docker_support import BASE_IMAGE, docker_builder  # noqa: F401
+from tests.docker_support import BASE_IMAGE, docker_builder, free_disk  # noqa: F401
 from tests.env.conftest import PackageIndex
 
 from kiln.backends.docker.builder import DockerBuilder
@@ -66,6 +66,13 @@ class Images:
     def remove_all(self) -> None:
         for tag in self.tags:
             self.builder.cli.run(["image", "rm", "--force", tag], timeout=300)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_disk_after_each_module(docker_builder: DockerBuilder) -> Iterator[None]:  # noqa: F811
+    """Each module's images are gone when it ends; its build cache goes too, all but the newest."""
+    yield
+    free_disk(docker_builder)
 
 
 @pytest.fixture(scope="session")
