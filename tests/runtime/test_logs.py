@@ -90,8 +90,11 @@ def test_no_error_line_while_the_model_loads_and_access_lines_reach_stdout(
             statuses.add(run.get("/health", timeout=2).status_code)
         time.sleep(0.05)
     assert 503 in statuses and 200 in statuses and statuses <= {0, 503, 200}, statuses
-    answer = run.post("/invocations", iris_request(model), timeout=10)
-    assert answer.status_code == 200
+    # The second worker comes up after the first: nginx must not try its socket before it serves.
+    for _ in range(30):
+        assert run.post("/invocations", iris_request(model), timeout=10).status_code == 200
+        assert run.get("/ping", timeout=2).status_code == 200
+        time.sleep(0.05)
     time.sleep(0.5)  # the supervisor relays the access line
     output = run.output()
     assert "[error]" not in output and "connect() failed" not in output, output

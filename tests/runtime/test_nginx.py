@@ -12,6 +12,7 @@ from kiln.errors import ServeError
 from kiln.runtime import layout as runtime_layout
 from kiln.runtime.layout import RuntimeLayout
 from kiln.runtime.nginx import find_nginx, nginx_command, nginx_config, render_nginx_conf
+from kiln.runtime.plan import Plan
 from kiln.settings import RuntimeSettings
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,6 +52,22 @@ def test_root_custom_limits_config_matches_golden() -> None:
         user="root root",
     )
     _check_golden("nginx-root-limits.conf", render_nginx_conf(config))
+
+
+def test_the_upstream_lists_only_the_listening_slots() -> None:
+    """A slot's socket enters the upstream once its first worker is ready (no refused connect)."""
+    layout = RuntimeLayout(Path("/tmp/kiln"))
+    config = nginx_config(RuntimeSettings(), layout, workers=3, cpus=2, open_files=1048576)
+    plan = Plan(RuntimeSettings(), layout, 3, nginx_binary="/usr/sbin/nginx", nginx_config=config)
+    sockets = [str(layout.worker_socket(slot)) for slot in range(3)]
+    first = plan.nginx_conf({0})
+    assert f"server unix:{sockets[0]} " in first
+    assert sockets[1] not in first and sockets[2] not in first
+    assert "proxy_next_upstream_tries 2;" in first
+    every = plan.nginx_conf({0, 1, 2})
+    assert every == render_nginx_conf(config)
+    assert all(f"server unix:{path} " in every for path in sockets)
+    assert Plan(RuntimeSettings(), layout, 3, nginx_binary=None).nginx_conf({0}) == ""
 
 
 def test_derived_values() -> None:

@@ -7,8 +7,8 @@ import os
 import resource
 import socket
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 DEV_DIR_ENV = "_KILN_DEV_DIR"
 """Internal, for tests: where to look for ``/dev/nvidiaN`` (a directory of fake device files)."""
+
+WORKER_BACKLOG = 2048
+"""A worker socket's listen backlog (uvicorn's own default, which its ``listen()`` sets again)."""
 
 CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
@@ -41,14 +44,26 @@ class Plan:
     python: str = sys.executable
     crash_limit: int = CRASH_LIMIT
     crash_window: float = CRASH_WINDOW
-    nginx_conf: str = field(default="", repr=False)
-    """The rendered nginx.conf ("" without nginx)."""
+    nginx_config: nginx.NginxConfig | None = field(default=None, repr=False)
+    """What nginx.conf is rendered from (None without nginx)."""
     nginx_loading_conf: str = field(default="", repr=False)
     """nginx.conf until the first worker is ready: every request answered 503 by nginx itself."""
     preload: bool = False
     """Load the model once in the zygote and fork the workers from it (``preload_model``)."""
     gpus: tuple[str, ...] = ()
     """With ``accelerator=cuda``: the GPUs the workers are pinned to, round-robin by slot."""
+
+    def nginx_conf(self, listening: Collection[int]) -> str:
+        """The serving nginx.conf, its upstream holding the sockets of the ``listening`` slots only.
+
+        A slot's socket listens from its first worker's start on (the spawner keeps it across
+        replacements). Listing a socket before that would have nginx try it, be refused and
+        log an ``[error] connect() ... failed (111)`` line for a request another worker serves.
+        """
+        if self.nginx_config is None:
+            return ""
+        sockets = tuple(s for slot, s in enumerate(self.nginx_config.sockets) if slot in listening)
+        return nginx.render_nginx_conf(replace(self.nginx_config, sockets=sockets))
 
     def worker_env(self, slot: int) -> dict[str, str]:
         """What worker ``slot``'s environment adds to the supervisor's: its GPU, if any."""
@@ -82,7 +97,7 @@ def make_plan(settings: RuntimeSettings, environ: Mapping[str, str] | None = Non
         layout,
         workers,
         nginx_binary=binary,
-        nginx_conf=nginx.render_nginx_conf(config),
+        nginx_config=config,
         nginx_loading_conf=nginx.render_nginx_conf(config, loading=True),
         preload=preload,
         gpus=gpus,
@@ -133,17 +148,19 @@ def bind_listener(plan: Plan) -> socket.socket:
 
 
 def bind_worker_socket(path: Path) -> socket.socket:
-    """Behind nginx: one worker's own unix socket at ``path``, bound but not listening.
+    """Behind nginx: one worker's own unix socket at ``path``, bound and listening.
 
     A socket file left by an earlier run is removed first. The supervisor binds each
-    slot's socket once and keeps it for the slot's later workers. Until the slot's first
-    worker has loaded the model and calls ``listen()``, nginx's connections are refused
-    and it passes the request to another worker (or answers 503 when none is listening).
+    slot's socket once and keeps it for the slot's later workers. nginx's upstream lists
+    a slot's socket only once the slot's first worker is ready (``Plan.nginx_conf``); from
+    then on a connection never finds it closed: between the worker's ready signal and its
+    own ``listen()``, and while the slot's worker is replaced, it waits in the backlog.
     """
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     _bind(sock, str(path), str(path))
     os.chmod(path, 0o660)
+    sock.listen(WORKER_BACKLOG)
     return sock
 
 

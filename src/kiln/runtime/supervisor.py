@@ -79,6 +79,8 @@ class _Supervisor:
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.served = False
+        self.listening: set[int] = set()
+        """Slots whose socket listens (their first worker was ready); nginx's upstream lists these."""
         self.deaths = Deaths(plan.crash_limit, plan.crash_window)
         self.stopping = False
         self.exit_code = 0
@@ -220,10 +222,16 @@ class _Supervisor:
         child.ready = True
         ready = sum(1 for c in self._workers() if c.ready)
         logger.info("worker %d ready (%d/%d)", child.pid, ready, self.plan.workers)
-        if not self.served and not self.stopping:
+        new_slot = child.slot not in self.listening
+        self.listening.add(child.slot)
+        if self.stopping:
+            return
+        if not self.served:
             self.served = True
-            if not self._proxy():
+            if not self._reload_nginx(check=True):
                 self._say_ready()
+        elif new_slot:
+            self._reload_nginx()  # one more socket in the upstream
 
     def _on_proxied(self, check: ProxyCheck) -> None:
         self.selector.unregister(check)
@@ -241,17 +249,18 @@ class _Supervisor:
         taken = startup.describe(time.monotonic() - self.started, self.phases, last=first)
         logger.info("ready: serving model %s on http://%s (%s) in %s", settings.model_dir, where, via, taken)
 
-    def _proxy(self) -> bool:
-        """nginx proxies from now on: reload it with the serving config (new workers, same socket).
-        The reload is asynchronous: "ready" waits for a ProxyCheck (False: no nginx, ready now)."""
+    def _reload_nginx(self, *, check: bool = False) -> bool:
+        """Have nginx proxy to the listening slots (False: no nginx). The reload is asynchronous:
+        with ``check`` a ProxyCheck tells when it proxies, and "ready" waits for it."""
         nginx_proc = self._nginx()
         if nginx_proc is None:
             return False
-        self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf, encoding="utf-8")
+        self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf(self.listening), encoding="utf-8")
         nginx_proc.send(signal.SIGHUP)
-        settings = self.plan.settings
-        check = ProxyCheck(settings.port, healthcheck.probe_host({"KILN_HOST": settings.host}))
-        self.selector.register(check, selectors.EVENT_READ, check)
+        if check:
+            settings = self.plan.settings
+            proxied = ProxyCheck(settings.port, healthcheck.probe_host({"KILN_HOST": settings.host}))
+            self.selector.register(proxied, selectors.EVENT_READ, proxied)
         return True
 
     def _on_exit(self, pid: int, code: int) -> None:
@@ -324,11 +333,8 @@ class _Supervisor:
             )  # fmt: skip
             self._stop(1, graceful=False)
         else:
-            logger.warning(
-                "worker %d %s; starting a new one",
-                child.pid,
-                out_of_memory or f"died ({describe_exit(code)})",
-            )
+            died = out_of_memory or f"died ({describe_exit(code)})"
+            logger.warning("worker %d %s; starting a new one", child.pid, died)
             self._start_worker(child.slot)
 
     # --- stopping --------------------------------------------------------------------
@@ -354,17 +360,13 @@ class _Supervisor:
         if self._nginx() is None:
             self._stop_workers()  # nginx has drained: nothing new can reach the workers
         if not self.killed and self.children and time.monotonic() >= self.deadline:
-            logger.warning(
-                "grace period of %g s is over: killing %s",
-                self.plan.settings.grace_period,
-                ", ".join(f"{c.kind} {c.pid}" for c in self.children.values()),
-            )
+            left = ", ".join(f"{c.kind} {c.pid}" for c in self.children.values())
+            logger.warning("grace period of %g s is over: killing %s", self.plan.settings.grace_period, left)
             self._kill_all()
 
     def _stop_workers(self) -> None:
-        for child in self.children.values():
-            if child.kind != "nginx":
-                child.send(signal.SIGTERM)
+        for child in (c for c in self.children.values() if c.kind != "nginx"):
+            child.send(signal.SIGTERM)
 
     def _kill_all(self) -> None:
         if self.children:
