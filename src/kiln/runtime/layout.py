@@ -124,3 +124,10 @@ def _take_lock(layout: RuntimeLayout) -> IO[str]:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``path`` in one step (a new file renamed over it): readers see the old text or the new."""
+    partial = path.with_name(f".{path.name}.new")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

@@ -48,9 +48,9 @@ class Child:
         if self.process is not None:
             self.process.returncode = code
 
-    def send(self, sig: int) -> None:
-        """Send ``sig`` unless it was sent already or the process is gone."""
-        if sig in self.signalled:
+    def send(self, sig: int, *, again: bool = False) -> None:
+        """Send ``sig`` unless it was sent already (``again``: send it anyway) or the process is gone."""
+        if sig in self.signalled and not again:
             return
         self.signalled.add(sig)
         with contextlib.suppress(ProcessLookupError):

@@ -255,8 +255,8 @@ class _Supervisor:
         nginx_proc = self._nginx()
         if nginx_proc is None:
             return False
-        self.plan.layout.nginx_conf.write_text(self.plan.nginx_conf(self.listening), encoding="utf-8")
-        nginx_proc.send(signal.SIGHUP)
+        runtime_layout.replace_file(self.plan.layout.nginx_conf, self.plan.nginx_conf(self.listening))
+        nginx_proc.send(signal.SIGHUP, again=True)  # a reload reading the file reads it whole, old or new
         if check:
             settings = self.plan.settings
             proxied = ProxyCheck(settings.port, healthcheck.probe_host({"KILN_HOST": settings.host}))
