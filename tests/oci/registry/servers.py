@@ -229,6 +229,18 @@ class FaultProxy:
             yield self
 
 
+def forward(target: str, request: _Quiet, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """Send ``request`` (with ``body``) on to ``target`` (host:port): the status, body and headers."""
+    connection = http.client.HTTPConnection(target, timeout=60)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers["Content-Length"] = str(len(body))
+    connection.request(request.command, request.path, body=body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, data, {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+
+
 class _ProxyHandler(_Quiet):
     def _forward(self) -> None:
         owner: FaultProxy = self.owner
@@ -244,18 +256,11 @@ class _ProxyHandler(_Quiet):
         if fault == "drop-request":
             self.close_connection = True
             return
-        connection = http.client.HTTPConnection(owner.target, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers["Content-Length"] = str(len(body))
-        connection.request(self.command, self.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
+        status, data, out = forward(owner.target, self, body)
         if fault == "drop-response":
             self.close_connection = True
             return
-        out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-        self.answer(response.status, data, out)
+        self.answer(status, data, out)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 

@@ -11,7 +11,6 @@ API."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from typing import Any
 import pytest
 from tests.oci.registry.conftest import repo
 from tests.oci.registry.images import assemble, layer
-from tests.oci.registry.servers import _HOP_BY_HOP, _Quiet, serving
+from tests.oci.registry.servers import _Quiet, forward, serving
 from tests.registry_support import Registry
 
 from kiln.oci.blobstore import BlobStore
@@ -70,20 +69,13 @@ class _ReferrersHandler(_Quiet):
             self._referrers(owner, asked["name"], asked["digest"], urllib.parse.parse_qs(path.query))
             return
         body = self.body()
-        connection = http.client.HTTPConnection(owner.target, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers["Content-Length"] = str(len(body))
-        connection.request(self.command, self.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+        status, data, out = forward(owner.target, self, body)
         put = _MANIFEST.match(path.path)
-        if put and self.command == "PUT" and response.status == 201:
+        if put and self.command == "PUT" and status == 201:
             subject = self._remember(owner, put["name"], body, out.get("Docker-Content-Digest", ""))
             if subject:
                 out["OCI-Subject"] = subject
-        self.answer(response.status, data, out)
+        self.answer(status, data, out)
 
     def _remember(self, owner: ReferrersApi, name: str, body: bytes, digest: str) -> str | None:
         manifest = json.loads(body)
