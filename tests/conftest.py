@@ -31,6 +31,7 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", "file:///tmp/kiln-test-mlruns")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (pytest-xdist; scripts/test runs the suite so).
 
