@@ -8,6 +8,7 @@ an alias, a plain-text artifact and, on demand, a large model; one basic-auth se
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,16 @@ def _log_saved_model(saved: Path) -> Any:
 
 
 @pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Downloads go here (Python's temp dir for the test), so a test can see none was left behind."""
-    root = tmp_path / "tmp"
-    root.mkdir()
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Downloads go here (Python's temp dir for the test), so a test can see none was left behind.
+
+    Short, under /tmp: ``kiln serve`` puts its runtime dir (and unix sockets, at most 107
+    characters a path) in it, and an xdist worker's tmp_path is already about 80.
+    """
+    root = Path(tempfile.mkdtemp(prefix="kiln-t-", dir="/tmp"))
     monkeypatch.setattr("tempfile.tempdir", str(root))
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,10 @@ def _interrupt_a_download(
             assert child.poll() is None, "the download finished before it could be interrupted"
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        # Frozen between the look and Ctrl-C: a busy machine cannot let it finish meanwhile.
+        child.send_signal(signal.SIGSTOP)
         child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGCONT)
         out, err = child.communicate(timeout=120)
     finally:
         if child.poll() is None:

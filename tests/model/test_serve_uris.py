@@ -31,7 +31,12 @@ def _serve_env() -> dict[str, str]:
     ],
 )
 def test_kiln_serve_model_uri(
-    uri: str, which: str, registry: Registry, model_dir: Callable[[str], Path], tmp_path: Path
+    uri: str,
+    which: str,
+    registry: Registry,
+    model_dir: Callable[[str], Path],
+    tmp_path: Path,
+    private_tmp: Path,
 ) -> None:
     model_uri = uri.format(run_id=registry.run_id, name=registry.name, alias=registry.alias)
     port = free_port()
@@ -39,8 +44,7 @@ def test_kiln_serve_model_uri(
         sys.executable, "-m", "kiln", "serve", "-m", model_uri, "--tracking-uri", registry.server.url,
         "--port", str(port), "--workers", "1", "--no-nginx",
     ]  # fmt: skip
-    temp = tmp_path / "tmp"
-    temp.mkdir()
+    temp = private_tmp  # short: kiln serve's runtime dir and its sockets go in it
     env = {**_serve_env(), "TMPDIR": str(temp)}
     with running(command, env, port, tmp_path, tmp_path / "logs") as run:
         run.wait_ready()
