@@ -54,7 +54,9 @@ KEEP_BUILD_CACHE = "3GB"
 
 def free_disk(builder: DockerBuilder) -> None:
     """Remove dangling images and shrink the build cache to ``KEEP_BUILD_CACHE`` (most recent kept)."""
-    builder.cli.run(["image", "prune", "--force"], timeout=300)
+    # Older than 10 minutes: the classic builder's newest image of a build in another worker is
+    # dangling too until that build tags its result.
+    builder.cli.run(["image", "prune", "--force", "--filter", "until=10m"], timeout=300)
     builder.cli.run(["builder", "prune", "--force", "--keep-storage", KEEP_BUILD_CACHE], timeout=600)
 
 
