@@ -145,8 +145,8 @@ class Spawner:
     def _listener(self, slot: int) -> socket.socket:
         """The socket worker ``slot`` accepts on, behind nginx bound at the slot's first start.
 
-        The spawner keeps each slot's socket open across replacements: once the first
-        worker of a slot has loaded the model and called ``listen()``, connections nginx
+        The spawner keeps each slot's socket open (and listening) across replacements: once
+        the slot's first worker is ready and nginx lists the socket, connections nginx
         opens while that worker is being replaced wait in the socket's backlog and are
         served by its successor instead of being refused (with one worker there is no
         other worker to pass them to). ``least_conn`` steers new requests to the other

@@ -3,12 +3,13 @@
 It binds each worker's own unix socket (without nginx: one TCP socket they all share), starts nginx
 (answering 503 itself until a worker is ready) and the zygote, which loads the model once and forks
 the workers (or, without preloading, the workers, which load it each: ``kiln.runtime.spawner``),
-reloads nginx to proxy and logs ``ready`` (with each start phase's time) once nginx proxies,
-restarts workers that die, each on its predecessor's socket (a crash loop stops everything; a worker
-the OOM killer chose is reported as out of memory), reaps every child (PID 1 in a container, a
-subreaper on a host), copies nginx's log lines to stdout and stderr without ever blocking
-(``kiln.runtime.logrelay``), and on SIGTERM or SIGINT drains: nginx finishes in-flight requests
-(SIGQUIT), then the workers stop (SIGTERM), all within ``grace_period``; the rest is then killed.
+reloads nginx to proxy to each worker's socket as it comes up, logs ``ready`` (with each start
+phase's time) once nginx proxies, restarts workers that die, each on its predecessor's socket (a
+crash loop stops everything; a worker the OOM killer chose is reported as out of memory), reaps
+every child (PID 1 in a container, a subreaper on a host), copies nginx's log lines to stdout and
+stderr without ever blocking (``kiln.runtime.logrelay``), and on SIGTERM or SIGINT drains: nginx
+finishes in-flight requests (SIGQUIT), then the workers stop (SIGTERM), all within
+``grace_period``; the rest is then killed.
 
 Exit codes: 0 after a requested stop; 1 when a worker failed before the model was loaded, nginx
 died, or workers kept crashing.
@@ -79,8 +80,7 @@ class _Supervisor:
         self.children: dict[int, Child] = {}
         self.selector = selectors.DefaultSelector()
         self.served = False
-        self.listening: set[int] = set()
-        """Slots whose socket listens (their first worker was ready); nginx's upstream lists these."""
+        self.listening: set[int] = set()  # slots whose first worker was ready: nginx's upstream
         self.deaths = Deaths(plan.crash_limit, plan.crash_window)
         self.stopping = False
         self.exit_code = 0
