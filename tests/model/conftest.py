@@ -8,7 +8,6 @@ an alias, a plain-text artifact and, on demand, a large model; one basic-auth se
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.runtime.running import remove_dir, short_tmp_dir
 from tests.tracking import TrackingServer, logging_to, started_server
 
 MODEL_NAME = "kiln-iris"
@@ -81,10 +81,10 @@ def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     Short, under /tmp: ``kiln serve`` puts its runtime dir (and unix sockets, at most 107
     characters a path) in it, and an xdist worker's tmp_path is already about 80.
     """
-    root = Path(tempfile.mkdtemp(prefix="kiln-t-", dir="/tmp"))
+    root = short_tmp_dir("kiln-t-")
     monkeypatch.setattr("tempfile.tempdir", str(root))
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    remove_dir(root)
 
 
 @pytest.fixture(scope="session")
