@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -179,6 +180,7 @@ def _size(size: int) -> str:
     return f"{size // 1024}k" if size % 1024 == 0 else str(size)
 
 
+@functools.cache  # one compile of the template: the supervisor renders again as each worker comes up
 def _environment() -> jinja2.Environment:
     import jinja2  # here: workers import this module for its constants and never render
 
