@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kiln.env.lockfile import parse_lock
-from kiln.env.trim import trim_lock
+from kiln.env.trim import mlflow_only, trim_lock
 
 HASH = "--hash=sha256:" + "0" * 64
 
@@ -74,3 +74,12 @@ def test_a_lock_with_nothing_to_leave_out_is_unchanged() -> None:
 def test_the_full_mlflow_package_is_a_boundary_too() -> None:
     text = lock(entry("mlflow", "-r model.in"), entry("mlflow-skinny", "mlflow"), *MLFLOW_ONLY[1:4])
     assert trim_lock(text).left_out == ("gitdb", "gitpython", "smmap")
+
+
+def test_mlflow_only_names_mlflow_and_what_only_it_reaches() -> None:
+    text = lock(*MLFLOW_ONLY, entry("protobuf", "mlflow-skinny", "-r model.in"), entry("loose"))
+    assert mlflow_only(text) == {
+        "mlflow-skinny", "gitpython", "gitdb", "smmap", "databricks-sdk",
+        "google-auth", "cryptography", "cffi", "pycparser",
+    }  # fmt: skip
+    # protobuf: the model names it too; loose: its entry says nothing of what requires it.

@@ -57,6 +57,17 @@ def trim_lock(text: str) -> Trimmed:
     return Trimmed(note + kept, left_out)
 
 
+def mlflow_only(text: str) -> frozenset[str]:
+    """The lock's packages that only MLflow needs, MLflow's own included: what no requirements
+    file (the model's, kiln's runtime's) reaches without passing through MLflow. A package whose
+    lock entry says nothing of what requires it (no ``# via``) is not among them."""
+    parents = _parents(text)
+    needed = _reachable_without_mlflow(parents)
+    return frozenset(
+        name for name, via in parents.items() if name in MLFLOW or (via and name not in needed)
+    )
+
+
 def _parents(text: str) -> dict[str, frozenset[str]]:
     """Each entry's canonical name -> what requires it (canonical names, or ``-r file.in``)."""
     found: dict[str, set[str]] = {}

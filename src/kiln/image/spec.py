@@ -10,9 +10,11 @@ from typing import Literal
 from kiln import contract
 from kiln.env.accelerators import Accelerator
 from kiln.env.spec import EnvSpec
+from kiln.env.trim import mlflow_only
 from kiln.errors import BuildError
 from kiln.image import facts
 from kiln.image.base import PythonPlan, describe_mismatch
+from kiln.image.bytecode import BytecodePlan
 from kiln.image.model_files import LARGE_FILE_SIZE, ModelLayout, plan_model_layout
 from kiln.image.probe import BaseImageInfo
 from kiln.image.secrets import scrub_lock
@@ -46,6 +48,8 @@ class ContextFiles:
     model: str | None = None
     large_model_files: str | None = None
     """Where the model's large files are (a ``COPY`` each); ``model`` holds the rest."""
+    bytecode: str | None = None
+    """``kiln.image.bytecode`` as a file: the builder stages compile the environment with it."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class ImageSpec:
     kiln_version: str = __version__
     model_layout: ModelLayout = field(default_factory=ModelLayout)
     """The model's large files, a layer each before the small-files layer, in both backends."""
+    bytecode: BytecodePlan = field(default_factory=BytecodePlan)
+    """Which packages get bytecode only for the modules the start imports (``kiln.image.bytecode``)."""
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -147,6 +153,7 @@ def context_files(
         conda_pip_lock="kiln/conda-pip.lock" if conda and conda.pip_lock_file else None,
         model="model" if with_model else None,
         large_model_files="model-large" if with_model and large_files else None,
+        bytecode=None if conda else "kiln/bytecode.py",
     )
 
 
@@ -207,8 +214,22 @@ def build_image_spec(
         entrypoint=facts.entrypoint(python),
         healthcheck=facts.healthcheck(python),
         model_layout=layout,
+        bytecode=bytecode_plan(model, env),
         notes=env.notes,
     )
+
+
+def bytecode_plan(model: ModelInfo | None, env: EnvSpec) -> BytecodePlan:
+    """Bytecode for the start's imports only in the packages that only MLflow needs (pip-installed
+    environments; a conda environment's packages come compiled as they are)."""
+    if env.env_manager == "conda" or env.lock_file is None:
+        return BytecodePlan()
+    start_only = mlflow_only(env.lock_file.read_text(encoding="utf-8"))
+    probe = list(facts.START_IMPORTS)
+    loader = model.loader_module if model is not None else None
+    if loader and loader.startswith("mlflow.") and loader not in probe:
+        probe.append(loader)
+    return BytecodePlan(tuple(sorted(start_only)), tuple(probe))
 
 
 def _installer(env: EnvSpec, base: BaseImageInfo) -> Installer:

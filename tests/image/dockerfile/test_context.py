@@ -33,6 +33,7 @@ def test_context_layout(make_env: MakeEnv, model: ModelInfo, tmp_path: Path) -> 
     assert files == [
         ".dockerignore",
         "Dockerfile",
+        "kiln/bytecode.py",
         "kiln/dist/kiln-0.1.0-py3-none-any.whl",
         "kiln/installer/pip-24.2-py3-none-any.whl",
         "kiln/requirements.lock",

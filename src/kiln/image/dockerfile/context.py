@@ -11,6 +11,7 @@ from kiln.contract import CONDA_ENV_DIR
 from kiln.env.conda import PreparedCondaEnvironment, installed_environment
 from kiln.env.spec import EnvSpec
 from kiln.errors import UsageError
+from kiln.image import bytecode
 from kiln.image.dockerfile.render import render_dockerfile
 from kiln.image.model_files import copy_model, place_large_files
 from kiln.image.secrets import check_no_secrets, scrub_lock
@@ -54,6 +55,8 @@ def write_context(
     if files.installer and env.installer_wheel is not None:
         _link_file(env.installer_wheel, dest / files.installer)
     _link_file(env.kiln_wheel, dest / files.kiln_wheel)
+    if files.bytecode:
+        _write_text(dest / files.bytecode, Path(bytecode.__file__).read_text(encoding="utf-8"))
     if files.python:
         if python_dir is None:
             raise ValueError("spec bundles a Python but no python_dir was given")

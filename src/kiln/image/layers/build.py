@@ -208,7 +208,6 @@ def environment_job(
 ) -> LayerJob:
     """The Python environment (venv or the base's site-packages, bundled CPython, or the conda
     environment) and the lock."""
-    from kiln.image.layers.pyinstall import host_python_for
     from kiln.image.layers.venv import install_environment
 
     if spec.env_manager == "conda":
@@ -232,14 +231,13 @@ def environment_job(
         "target": [env.target.python_version, env.target.os_arch, env.target.glibc],
         "python": base_python_version,
         "bundled": tree_digest(python_dir) if python_dir is not None else None,
-        "bytecode": _host_python(host_python_for(spec.python_version)),
+        "bytecode": _bytecode_inputs(spec),
     }
     return LayerJob(f"Python environment ({spec.env_manager}, lock {lock_digest(env)[:19]})", inputs, fill)
 
 
 def _conda_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
     from kiln.image.layers.conda import conda_inputs, install_conda_layer
-    from kiln.image.layers.pyinstall import host_python_for
 
     def fill(root: Path) -> Sequence[Entry]:
         install_conda_layer(root, spec=spec, env=env)
@@ -249,7 +247,7 @@ def _conda_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
         "base": base.config_digest,
         "spec": _spec_inputs(spec),
         **conda_inputs(env),
-        "bytecode": _host_python(host_python_for(spec.python_version)),
+        "bytecode": _bytecode_inputs(spec),
     }
     return LayerJob(f"Python environment (conda, lock {env.lock_digest[:19]})", inputs, fill)
 
@@ -257,7 +255,6 @@ def _conda_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
 def kiln_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
     """kiln's own wheel, without dependencies, into the environment (plus the installer wheel that a
     model-agnostic image keeps for the opt-in install at start)."""
-    from kiln.image.layers.pyinstall import host_python_for
     from kiln.image.layers.venv import install_kiln
 
     def fill(root: Path) -> Sequence[Entry]:
@@ -273,7 +270,7 @@ def kiln_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
         "wheel": _file_digest(env.kiln_wheel),
         "agnostic": spec.model_agnostic,
         "installer": _file_digest(installer) if installer is not None else None,
-        "bytecode": _host_python(host_python_for(spec.python_version)),
+        "bytecode": _bytecode_inputs(spec),
     }
     return LayerJob(f"kiln {spec.kiln_version} runtime", inputs, fill)
 
@@ -296,6 +293,19 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _bytecode_inputs(spec: ImageSpec) -> dict[str, Any]:
+    """What the layer's pycs depend on: the compiling interpreter, kiln's rules, the plan."""
+    from kiln.image.bytecode import RULES
+    from kiln.image.layers.pyinstall import host_python_for
+
+    return {
+        "python": _host_python(host_python_for(spec.python_version)),
+        "rules": RULES,
+        "start_only": list(spec.bytecode.start_only),
+        "probe": list(spec.bytecode.probe),
+    }
 
 
 def _host_python(path: str | None) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
+from kiln.image.bytecode import compile_environment
 from kiln.image.facts import is_pruned, venv_command
 from kiln.image.layers.pyinstall import (
     Installed,
@@ -79,11 +80,11 @@ def install_environment(
     scheme = _scheme(spec, files)
     if spec.prefix is not None:
         write_venv(dest, python=_interpreter(spec), version=base_python_version, files=files)
-    installed = install_wheels(dest, [w.path for w in wheels], scheme, requested=True)
+    install_wheels(dest, [w.path for w in wheels], scheme, requested=True)
     if spec.prune_package_tests:
         prune_tests(dest, scheme.site_packages)
     if compile:
-        _bytecode(dest, installed, spec.python_version)
+        _environment_bytecode(dest, spec, scheme.site_packages)
     lock_path = _host(dest, contract.LOCK_PATH)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path.write_text(lock, encoding="utf-8")
@@ -117,6 +118,26 @@ def install_kiln(
 def _refuse_conda(spec: ImageSpec) -> None:
     if spec.env_manager == "conda":
         raise BuildError("the conda environment layer is made by kiln.image.layers.conda, not here")
+
+
+def _environment_bytecode(dest: Path, spec: ImageSpec, site_packages: str) -> None:
+    """The environment's pycs as the Docker backend's env stage writes them (``kiln.image.bytecode``)."""
+    python = host_python_for(spec.python_version)
+    if python is None:
+        log.info("no Python %s on this host: the image's packages get no bytecode", spec.python_version)
+        return
+    note, failed = compile_environment(
+        python,
+        str(_host(dest, site_packages)),
+        shown_as=site_packages,
+        start_only=spec.bytecode.start_only,
+        probe_modules=spec.bytecode.probe,
+    )
+    if note:
+        log.info("bytecode: %s", note)
+    if failed:
+        name, error = failed[0]
+        raise BuildError(f"compiling the bytecode of {name} with {python} failed", log_tail=error)
 
 
 def _bytecode(dest: Path, installed: Sequence[Installed], version: str) -> None:
