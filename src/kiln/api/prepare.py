@@ -76,6 +76,7 @@ def prepare(
         base_image=image,
         install_java=recipe.install_java,
         keep_package_tests=recipe.keep_package_tests,
+        keep_debug_info=recipe.keep_debug_info,
         buildkit=buildkit,
         model_uri=inputs.model_uri,
         # What the URI resolved to (run, registered version), then the user's own labels.

@@ -63,9 +63,7 @@ def mlflow_only(text: str) -> frozenset[str]:
     lock entry says nothing of what requires it (no ``# via``) is not among them."""
     parents = _parents(text)
     needed = _reachable_without_mlflow(parents)
-    return frozenset(
-        name for name, via in parents.items() if name in MLFLOW or (via and name not in needed)
-    )
+    return frozenset(name for name, via in parents.items() if name in MLFLOW or (via and name not in needed))
 
 
 def _parents(text: str) -> dict[str, frozenset[str]]:

@@ -28,7 +28,7 @@ WORKDIR = contract.KILN_HOME
 
 START_IMPORTS = ("mlflow.pyfunc", "mlflow.types.schema", "mlflow.version")
 """What kiln's runtime imports from MLflow before the model's loader module: the packages that only
-MLflow needs get bytecode for these imports' modules only (``kiln.image.bytecode``)."""
+MLflow needs get bytecode for these imports' modules only (``kiln.image.finish``)."""
 
 CONDA_LOCK_PATH = f"{contract.KILN_HOME}/conda.lock"
 """--env-manager conda: the @EXPLICIT lock (every conda package's URL and sha256) in the image."""

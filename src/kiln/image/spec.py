@@ -14,7 +14,7 @@ from kiln.env.trim import mlflow_only
 from kiln.errors import BuildError
 from kiln.image import facts
 from kiln.image.base import PythonPlan, describe_mismatch
-from kiln.image.bytecode import BytecodePlan
+from kiln.image.finish import BytecodePlan
 from kiln.image.model_files import LARGE_FILE_SIZE, ModelLayout, plan_model_layout
 from kiln.image.probe import BaseImageInfo
 from kiln.image.secrets import scrub_lock
@@ -48,8 +48,10 @@ class ContextFiles:
     model: str | None = None
     large_model_files: str | None = None
     """Where the model's large files are (a ``COPY`` each); ``model`` holds the rest."""
-    bytecode: str | None = None
-    """``kiln.image.bytecode`` as a file: the builder stages compile the environment with it."""
+    finish: str | None = None
+    """``kiln.image.finish`` as a file: the builder stages finish the environment with it."""
+    stripped: str | None = None
+    """The wheels' libraries without debug sections and their manifest (``kiln.image.debuginfo``)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ImageOptions:
     install_java: bool = False
     keep_package_tests: bool = False
     """Keep the test suites packages ship (``tests/`` in site-packages); kiln drops them by default."""
+    keep_debug_info: bool = False
+    """Keep the debug sections of the wheels' shared libraries; kiln strips them by default."""
     buildkit: bool = True
     """Render BuildKit-only syntax (cache and bind mounts); False builds with the classic builder too."""
     model_uri: str | None = None
@@ -110,8 +114,11 @@ class ImageSpec:
     kiln_version: str = __version__
     model_layout: ModelLayout = field(default_factory=ModelLayout)
     """The model's large files, a layer each before the small-files layer, in both backends."""
+    strip_debug_info: bool = False
+    """Replace the wheels' shared libraries that have debug sections with stripped copies
+    (``kiln.image.debuginfo``; pip-installed environments)."""
     bytecode: BytecodePlan = field(default_factory=BytecodePlan)
-    """Which packages get bytecode only for the modules the start imports (``kiln.image.bytecode``)."""
+    """Which packages get bytecode only for the modules the start imports (``kiln.image.finish``)."""
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -138,7 +145,7 @@ BUNDLED_PYTHON_DIR = f"{contract.KILN_HOME}/python"
 
 
 def context_files(
-    env: EnvSpec, *, bundled_python: bool, with_model: bool, large_files: bool = False
+    env: EnvSpec, *, bundled_python: bool, with_model: bool, large_files: bool = False, strip: bool = True
 ) -> ContextFiles:
     """Where ``write_context`` puts each input: fixed folders, the wheels keep their names."""
     conda = env.conda
@@ -153,7 +160,8 @@ def context_files(
         conda_pip_lock="kiln/conda-pip.lock" if conda and conda.pip_lock_file else None,
         model="model" if with_model else None,
         large_model_files="model-large" if with_model and large_files else None,
-        bytecode=None if conda else "kiln/bytecode.py",
+        finish=None if conda else "kiln/finish.py",
+        stripped="kiln/stripped" if strip and not conda else None,
     )
 
 
@@ -178,7 +186,11 @@ def build_image_spec(
     if model is not None:
         layout = plan_model_layout(Path(model.path), options.large_file_size)
     files = context_files(
-        env, bundled_python=plan.bundled, with_model=model is not None, large_files=bool(layout.large)
+        env,
+        bundled_python=plan.bundled,
+        with_model=model is not None,
+        large_files=bool(layout.large),
+        strip=not options.keep_debug_info,
     )
     build_python, python, site = _interpreters(env.env_manager, plan, base)
     packages: list[str] = []
@@ -214,6 +226,7 @@ def build_image_spec(
         entrypoint=facts.entrypoint(python),
         healthcheck=facts.healthcheck(python),
         model_layout=layout,
+        strip_debug_info=files.stripped is not None,
         bytecode=bytecode_plan(model, env),
         notes=env.notes,
     )

@@ -33,10 +33,11 @@ def test_context_layout(make_env: MakeEnv, model: ModelInfo, tmp_path: Path) -> 
     assert files == [
         ".dockerignore",
         "Dockerfile",
-        "kiln/bytecode.py",
         "kiln/dist/kiln-0.1.0-py3-none-any.whl",
+        "kiln/finish.py",
         "kiln/installer/pip-24.2-py3-none-any.whl",
         "kiln/requirements.lock",
+        "kiln/stripped/manifest.json",
         "kiln/wheelhouse/numpy-2.0.0-cp311-cp311-manylinux_2_17_x86_64.whl",
         "model/MLmodel",
         "model/model.pkl",

@@ -66,7 +66,8 @@ def test_package_tests_are_dropped_unless_kept(make_env: MakeEnv, model: ModelIn
     assert prune in render_dockerfile(spec_for(make_env, model, "virtualenv"))
     kept = render_dockerfile(spec_for(make_env, model, "virtualenv", keep_package_tests=True))
     assert "find " not in kept
-    assert "-r /tmp/kiln-build/requirements.lock \\\n && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py" in kept
+    finish = "/opt/kiln/venv/bin/python /tmp/kiln-build/finish.py"
+    assert f"-r /tmp/kiln-build/requirements.lock \\\n && {finish}" in kept
 
 
 def test_no_java_without_the_option(make_env: MakeEnv, model: ModelInfo) -> None:

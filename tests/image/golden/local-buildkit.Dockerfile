@@ -9,7 +9,8 @@ FROM python:3.11-slim AS env
 RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requirements.lock \
     --mount=type=bind,source=kiln/wheelhouse,target=/tmp/kiln-build/wheelhouse \
     --mount=type=bind,source=kiln/installer,target=/tmp/kiln-build/installer \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
+    --mount=type=bind,source=kiln/stripped,target=/tmp/kiln-build/stripped \
     /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore \
@@ -18,19 +19,20 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/env-stage -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} + \
  && site="$(/usr/local/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
- && /usr/local/bin/python3 /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/env-stage$site" --shown-as "$site"
+ && /usr/local/bin/python3 /tmp/kiln-build/finish.py --site-packages "/opt/kiln/env-stage$site" --shown-as "$site" \
+      --overlay /tmp/kiln-build/stripped
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
 RUN --mount=type=bind,source=kiln/dist,target=/tmp/kiln-build/dist \
     --mount=type=bind,source=kiln/installer,target=/tmp/kiln-build/installer \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
     /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore --no-compile --no-deps \
       --root /opt/kiln/kiln-stage /tmp/kiln-build/dist/kiln-0.1.0-py3-none-any.whl \
  && site="$(/usr/local/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
- && /usr/local/bin/python3 /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/kiln-stage$site" --shown-as "$site"
+ && /usr/local/bin/python3 /tmp/kiln-build/finish.py --site-packages "/opt/kiln/kiln-stage$site" --shown-as "$site"
 
 # The image.
 FROM python:3.11-slim AS image

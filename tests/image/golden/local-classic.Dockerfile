@@ -9,7 +9,8 @@ FROM python:3.11-slim AS env
 COPY kiln/requirements.lock /tmp/kiln-build/requirements.lock
 COPY kiln/wheelhouse /tmp/kiln-build/wheelhouse
 COPY kiln/installer /tmp/kiln-build/installer
-COPY kiln/bytecode.py /tmp/kiln-build/bytecode.py
+COPY kiln/finish.py /tmp/kiln-build/finish.py
+COPY kiln/stripped /tmp/kiln-build/stripped
 RUN /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore \
@@ -18,7 +19,8 @@ RUN /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/p
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/env-stage -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} + \
  && site="$(/usr/local/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
- && /usr/local/bin/python3 /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/env-stage$site" --shown-as "$site"
+ && /usr/local/bin/python3 /tmp/kiln-build/finish.py --site-packages "/opt/kiln/env-stage$site" --shown-as "$site" \
+      --overlay /tmp/kiln-build/stripped
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
@@ -28,7 +30,7 @@ RUN /usr/local/bin/python3 /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/p
       --progress-bar off --no-warn-script-location --root-user-action ignore --no-compile --no-deps \
       --root /opt/kiln/kiln-stage /tmp/kiln-build/dist/kiln-0.1.0-py3-none-any.whl \
  && site="$(/usr/local/bin/python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
- && /usr/local/bin/python3 /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/kiln-stage$site" --shown-as "$site"
+ && /usr/local/bin/python3 /tmp/kiln-build/finish.py --site-packages "/opt/kiln/kiln-stage$site" --shown-as "$site"
 
 # The image.
 FROM python:3.11-slim AS image

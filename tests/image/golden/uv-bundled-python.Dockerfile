@@ -10,7 +10,8 @@ COPY kiln/python /opt/kiln/python
 RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requirements.lock \
     --mount=type=bind,source=kiln/wheelhouse,target=/tmp/kiln-build/wheelhouse \
     --mount=type=bind,source=kiln/installer,target=/tmp/kiln-build/installer \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
+    --mount=type=bind,source=kiln/stripped,target=/tmp/kiln-build/stripped \
     --mount=type=cache,target=/root/.cache/uv,sharing=locked \
     /opt/kiln/python/bin/python3 -m zipfile -e /tmp/kiln-build/installer/uv-0.5.0-py3-none-manylinux_2_17_x86_64.whl /tmp/kiln-uv \
  && install -m 0755 /tmp/kiln-uv/uv-*.data/scripts/uv /usr/local/bin/uv \
@@ -21,17 +22,18 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
       --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} + \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages" \
+      --overlay /tmp/kiln-build/stripped
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
 RUN --mount=type=bind,source=kiln/dist,target=/tmp/kiln-build/dist \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
     uv pip install --python /opt/kiln/venv/bin/python \
       --offline --no-index --no-deps \
       --prefix /opt/kiln/kiln-stage/opt/kiln/venv /tmp/kiln-build/dist/kiln-0.1.0-py3-none-any.whl \
  && rm -f /opt/kiln/kiln-stage/opt/kiln/venv/.lock \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
 
 # The image.
 FROM python:3.12-slim AS image

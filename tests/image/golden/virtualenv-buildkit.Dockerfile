@@ -8,7 +8,8 @@ FROM python:3.11-slim AS env
 RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requirements.lock \
     --mount=type=bind,source=kiln/wheelhouse,target=/tmp/kiln-build/wheelhouse \
     --mount=type=bind,source=kiln/installer,target=/tmp/kiln-build/installer \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
+    --mount=type=bind,source=kiln/stripped,target=/tmp/kiln-build/stripped \
     /usr/local/bin/python3 -m venv --without-pip /opt/kiln/venv \
  && /opt/kiln/venv/bin/python /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
@@ -16,18 +17,19 @@ RUN --mount=type=bind,source=kiln/requirements.lock,target=/tmp/kiln-build/requi
       --no-compile --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} + \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages" \
+      --overlay /tmp/kiln-build/stripped
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
 RUN --mount=type=bind,source=kiln/dist,target=/tmp/kiln-build/dist \
     --mount=type=bind,source=kiln/installer,target=/tmp/kiln-build/installer \
-    --mount=type=bind,source=kiln/bytecode.py,target=/tmp/kiln-build/bytecode.py \
+    --mount=type=bind,source=kiln/finish.py,target=/tmp/kiln-build/finish.py \
     /opt/kiln/venv/bin/python /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore --no-compile --no-deps \
       --root /opt/kiln/kiln-stage /tmp/kiln-build/dist/kiln-0.1.0-py3-none-any.whl \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
 
 # The image.
 FROM python:3.11-slim AS image

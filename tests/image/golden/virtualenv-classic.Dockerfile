@@ -8,7 +8,8 @@ FROM python:3.11-slim AS env
 COPY kiln/requirements.lock /tmp/kiln-build/requirements.lock
 COPY kiln/wheelhouse /tmp/kiln-build/wheelhouse
 COPY kiln/installer /tmp/kiln-build/installer
-COPY kiln/bytecode.py /tmp/kiln-build/bytecode.py
+COPY kiln/finish.py /tmp/kiln-build/finish.py
+COPY kiln/stripped /tmp/kiln-build/stripped
 RUN /usr/local/bin/python3 -m venv --without-pip /opt/kiln/venv \
  && /opt/kiln/venv/bin/python /tmp/kiln-build/installer/pip-24.2-py3-none-any.whl/pip install \
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
@@ -16,7 +17,8 @@ RUN /usr/local/bin/python3 -m venv --without-pip /opt/kiln/venv \
       --no-compile --require-hashes --no-deps --only-binary :all: --find-links /tmp/kiln-build/wheelhouse \
       -r /tmp/kiln-build/requirements.lock \
  && find /opt/kiln/venv -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} + \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/venv/lib/python3.11/site-packages" \
+      --overlay /tmp/kiln-build/stripped
 
 # kiln itself, from a wheel of the running kiln, without dependencies: its own layer.
 FROM env AS kiln
@@ -25,7 +27,7 @@ RUN /opt/kiln/venv/bin/python /tmp/kiln-build/installer/pip-24.2-py3-none-any.wh
       --no-index --no-cache-dir --disable-pip-version-check --no-input \
       --progress-bar off --no-warn-script-location --root-user-action ignore --no-compile --no-deps \
       --root /opt/kiln/kiln-stage /tmp/kiln-build/dist/kiln-0.1.0-py3-none-any.whl \
- && /opt/kiln/venv/bin/python /tmp/kiln-build/bytecode.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
+ && /opt/kiln/venv/bin/python /tmp/kiln-build/finish.py --site-packages "/opt/kiln/kiln-stage/opt/kiln/venv/lib/python3.11/site-packages" --shown-as "/opt/kiln/venv/lib/python3.11/site-packages"
 
 # The image.
 FROM python:3.11-slim AS image

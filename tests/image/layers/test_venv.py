@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 from tests.image.layers.venv_support import BASE_IMAGE, IrisEnv, RootDirectory, run_in_base, tree_listing
 
 from kiln import contract
@@ -108,7 +109,8 @@ def test_the_venv_is_what_python_m_venv_makes_in_the_base(
 
 def test_the_environment_runs_the_model_in_the_base_image(iris_trees: Trees, iris_env: IrisEnv) -> None:
     script = (
-        "import json, sklearn, mlflow.pyfunc, kiln.runtime, pandas as pd\n"
+        "import json, sklearn, mlflow.pyfunc, kiln.runtime, pandas as pd, uvloop\n"
+        "assert uvloop.run(__import__('asyncio').sleep(0, result=7)) == 7\n"
         f"model = mlflow.pyfunc.load_model('{contract.MODEL_DIR}')\n"
         "columns = model.metadata.get_input_schema().input_names()\n"
         "rows = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]], columns=columns)\n"
@@ -127,6 +129,15 @@ def test_the_environment_runs_the_model_in_the_base_image(iris_trees: Trees, iri
     assert (iris_trees.env / result["pyc"].lstrip("/")).is_file()  # bytecode compiled on the host is used
     assert not list(site.glob("*/tests")), "package tests are pruned like the Dockerfile does"
     assert (site / "sklearn").is_dir() and not (site / "kiln").exists()  # kiln is in its own layer
+    # Only MLflow needs mlflow-skinny: bytecode for what the start imports, not for its tracking server.
+    assert (site / "mlflow/pyfunc/__pycache__/__init__.cpython-311.pyc").is_file()
+    assert (site / "mlflow/server/__init__.py").is_file()
+    assert not (site / "mlflow/server/__pycache__").exists()
+    # uvloop's event loop ships with DWARF sections; the layer holds the stripped copy.
+    loop = next((site / "uvloop").glob("loop.cpython-311-*.so"))
+    with open(loop, "rb") as handle:
+        assert not [s.name for s in ELFFile(handle).iter_sections() if s.name.startswith(".debug_")]
+    assert loop.stat().st_size < 5_000_000
     assert (iris_trees.kiln / site.relative_to(iris_trees.env) / "kiln" / "runtime").is_dir()
 
 

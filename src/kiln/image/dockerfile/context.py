@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -11,7 +12,8 @@ from kiln.contract import CONDA_ENV_DIR
 from kiln.env.conda import PreparedCondaEnvironment, installed_environment
 from kiln.env.spec import EnvSpec
 from kiln.errors import UsageError
-from kiln.image import bytecode
+from kiln.image import finish
+from kiln.image.debuginfo import strip_wheels
 from kiln.image.dockerfile.render import render_dockerfile
 from kiln.image.model_files import copy_model, place_large_files
 from kiln.image.secrets import check_no_secrets, scrub_lock
@@ -55,8 +57,10 @@ def write_context(
     if files.installer and env.installer_wheel is not None:
         _link_file(env.installer_wheel, dest / files.installer)
     _link_file(env.kiln_wheel, dest / files.kiln_wheel)
-    if files.bytecode:
-        _write_text(dest / files.bytecode, Path(bytecode.__file__).read_text(encoding="utf-8"))
+    if files.finish:
+        _write_text(dest / files.finish, Path(finish.__file__).read_text(encoding="utf-8"))
+    if files.stripped:
+        _stripped_libraries(sorted(wheelhouse.glob("*.whl")) if wheelhouse else [], dest / files.stripped)
     if files.python:
         if python_dir is None:
             raise ValueError("spec bundles a Python but no python_dir was given")
@@ -93,6 +97,20 @@ def _conda_files(conda: PreparedCondaEnvironment, files: ContextFiles, dest: Pat
         tree = installed_environment(conda.lock, conda.packages_dir, prefix=CONDA_ENV_DIR)
         shutil.copytree(tree, dest / files.conda_env, symlinks=True, copy_function=_link_or_copy)
     return texts
+
+
+def _stripped_libraries(wheels: list[Path], directory: Path) -> None:
+    """The wheels' libraries without debug sections (hard links into kiln's cache) and the manifest
+    the env stage's finishing step reads (every wheel of the wheelhouse: it replaces a file only
+    where the installed one is the original)."""
+    items = strip_wheels(wheels)
+    directory.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        target = directory / item.stripped.name
+        if not target.exists():
+            _link_or_copy(str(item.stripped), str(target))
+    rows = [[item.path, item.original_sha256, item.stripped.name] for item in items]
+    _write_text(directory / finish.MANIFEST, json.dumps(rows, indent=1) + "\n")
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -12,7 +12,7 @@ import jinja2
 
 from kiln import contract
 from kiln.image import facts
-from kiln.image.bytecode import BytecodePlan
+from kiln.image.finish import BytecodePlan
 from kiln.image.spec import BUILD_DIR, BUNDLED_PYTHON_DIR, ImageSpec
 
 KILN_STAGE = f"{contract.KILN_HOME}/kiln-stage"
@@ -59,30 +59,32 @@ def env_stage(spec: ImageSpec) -> str:
         inputs = [files.conda_pip_lock, files.wheelhouse]
         caches = []
     else:
-        inputs = [files.lock, files.wheelhouse, _installer_dir(spec), files.bytecode]
+        inputs = [files.lock, files.wheelhouse, _installer_dir(spec), files.finish, files.stripped]
         caches = [UV_CACHE] if spec.env_manager == "uv" else []
     python = f"{contract.VENV_DIR}/bin/python" if spec.prefix else spec.build_python
     return _render(
         f"env_{spec.env_manager}.j2",
         spec,
         prune=_prune_tests(spec),
-        bytecode=_bytecode(spec, python, staged_under=LOCAL_STAGE if spec.prefix is None else ""),
+        finish=_finish(spec, python, staged_under=LOCAL_STAGE if spec.prefix is None else ""),
         **_inputs(spec, _present(inputs), caches),
     )
 
 
-def _bytecode(spec: ImageSpec, python: str | None, *, staged_under: str) -> str:
-    """A continuation of a builder stage's RUN that compiles what it installed (``--no-compile``)
-    with ``kiln.image.bytecode``: the pycs the OCI backend writes on the host, made here."""
-    if spec.files.bytecode is None or python is None:
+def _finish(spec: ImageSpec, python: str | None, *, staged_under: str) -> str:
+    """A continuation of a builder stage's RUN that finishes what it installed (``--no-compile``)
+    with ``kiln.image.finish``: the stripped libraries and pycs the OCI backend writes on the host."""
+    if spec.files.finish is None or python is None:
         return ""
     plan = " ".join(spec.bytecode.arguments())
+    if spec.strip_debug_info and spec.files.stripped:
+        plan = f"--overlay {_build_path(spec.files.stripped)}" + (f" {plan}" if plan else "")
     site, first = spec.site_packages, ""
     if not site:  # local: the base's own Python, its site-packages as pip's --root staged them
         first = f' \\\n && site="$({python} -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')"'
         site = "$site"
     where = f'--site-packages "{staged_under}{site}"' + (f' --shown-as "{site}"' if staged_under else "")
-    compile = f"{first} \\\n && {python} {_build_path(spec.files.bytecode)} {where}"
+    compile = f"{first} \\\n && {python} {_build_path(spec.files.finish)} {where}"
     return compile + (f" \\\n      {plan}" if plan else "")
 
 
@@ -99,11 +101,13 @@ def kiln_stage(spec: ImageSpec) -> str:
     inputs = [_dir(spec.files.kiln_wheel)]
     if spec.buildkit and spec.installer == "pip-wheel":
         inputs.append(_dir(spec.files.installer or ""))
-    if spec.buildkit and spec.files.bytecode:
-        inputs.append(spec.files.bytecode)
+    if spec.buildkit and spec.files.finish:
+        inputs.append(spec.files.finish)
     wheel = _build_path(spec.files.kiln_wheel)
-    compiled = _bytecode(replace(spec, bytecode=BytecodePlan()), spec.python, staged_under=KILN_STAGE)
-    return _render("kiln_stage.j2", spec, wheel=wheel, bytecode=compiled, **_inputs(spec, inputs, []))
+    finish = _finish(
+        replace(spec, bytecode=BytecodePlan(), strip_debug_info=False), spec.python, staged_under=KILN_STAGE
+    )
+    return _render("kiln_stage.j2", spec, wheel=wheel, finish=finish, **_inputs(spec, inputs, []))
 
 
 def final_base(spec: ImageSpec) -> str:

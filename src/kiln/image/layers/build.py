@@ -296,12 +296,16 @@ def _file_digest(path: Path) -> str:
 
 
 def _bytecode_inputs(spec: ImageSpec) -> dict[str, Any]:
-    """What the layer's pycs depend on: the compiling interpreter, kiln's rules, the plan."""
-    from kiln.image.bytecode import RULES
+    """What the finishing step's output depends on: the compiling interpreter, the strip, kiln's
+    rules, the plan."""
+    from kiln.image.debuginfo import strip_tool
+    from kiln.image.finish import RULES
     from kiln.image.layers.pyinstall import host_python_for
 
+    tool = strip_tool() if spec.strip_debug_info else None
     return {
         "python": _host_python(host_python_for(spec.python_version)),
+        "strip": tool[1] if tool else None,
         "rules": RULES,
         "start_only": list(spec.bytecode.start_only),
         "probe": list(spec.bytecode.probe),

@@ -36,7 +36,7 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
 from kiln.errors import BuildError
-from kiln.image import bytecode
+from kiln.image import finish
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def host_python_for(version: str) -> str | None:
 
 def compile_bytecode(root: Path, installed: Sequence[Installed], python: str) -> None:
     """Write unchecked-hash pycs next to every surviving ``.py`` file, one process per distribution."""
-    environment = {**bytecode.ENVIRONMENT, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    environment = {**finish.ENVIRONMENT, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
     def one(item: Installed) -> None:
         lines = [

@@ -24,8 +24,9 @@ from pathlib import Path
 from kiln import contract
 from kiln.env.spec import EnvSpec
 from kiln.errors import BuildError
-from kiln.image.bytecode import compile_environment
+from kiln.image.debuginfo import strip_wheels
 from kiln.image.facts import is_pruned, venv_command
+from kiln.image.finish import apply_overlay, compile_environment
 from kiln.image.layers.pyinstall import (
     Installed,
     Scheme,
@@ -81,6 +82,10 @@ def install_environment(
     if spec.prefix is not None:
         write_venv(dest, python=_interpreter(spec), version=base_python_version, files=files)
     install_wheels(dest, [w.path for w in wheels], scheme, requested=True)
+    if spec.strip_debug_info:
+        stripped = strip_wheels(w.path for w in wheels)
+        entries = [(item.path, item.original_sha256, str(item.stripped)) for item in stripped]
+        apply_overlay(str(_host(dest, scheme.site_packages)), entries)
     if spec.prune_package_tests:
         prune_tests(dest, scheme.site_packages)
     if compile:
@@ -121,7 +126,7 @@ def _refuse_conda(spec: ImageSpec) -> None:
 
 
 def _environment_bytecode(dest: Path, spec: ImageSpec, site_packages: str) -> None:
-    """The environment's pycs as the Docker backend's env stage writes them (``kiln.image.bytecode``)."""
+    """The environment's pycs as the Docker backend's env stage writes them (``kiln.image.finish``)."""
     python = host_python_for(spec.python_version)
     if python is None:
         log.info("no Python %s on this host: the image's packages get no bytecode", spec.python_version)

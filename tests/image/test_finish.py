@@ -1,4 +1,4 @@
-"""kiln.image.bytecode on a real site-packages: real interpreters compile and probe it."""
+"""kiln.image.finish on a real site-packages: real interpreters compile and probe it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiln.image import bytecode
-from kiln.image.bytecode import BytecodePlan, compile_environment
+from kiln.image import finish
+from kiln.image.finish import BytecodePlan, compile_environment
 
 SHOWN = "/opt/kiln/venv/lib/python3.11/site-packages"
 TAG = sys.implementation.cache_tag
@@ -96,7 +96,7 @@ def test_the_file_runs_on_its_own_as_the_docker_backend_runs_it(tmp_path: Path) 
     site = site_packages(tmp_path)
     plan = BytecodePlan(start_only=("only-mlflow",), probe=("onlymlflow",))
     done = subprocess.run(
-        [sys.executable, "-I", bytecode.__file__, "--site-packages", str(site), *plan.arguments()],
+        [sys.executable, "-I", finish.__file__, "--site-packages", str(site), *plan.arguments()],
         capture_output=True,
         text=True,
         cwd=tmp_path,

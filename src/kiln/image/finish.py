@@ -1,12 +1,17 @@
-"""Compile an installed environment's bytecode, the same way in both backends.
+"""Finish an installed environment the same way in both backends: stripped libraries in, bytecode compiled.
 
-``python bytecode.py --site-packages DIR [--shown-as PATH] [--start-only DIST ...] [--probe MODULE ...]``
+``python finish.py --site-packages DIR [--shown-as PATH] [--overlay DIR] [--start-only DIST ...]
+[--probe MODULE ...]``
 
 Standard library only and Python 3.8 syntax: the Docker backend copies this file into the build
 context and runs it in the env stage with the image's own interpreter, after the installer ran
-with ``--no-compile``; the OCI backend runs it with a host interpreter of the image's ``X.Y``
-over the staged layer. What it writes:
+with ``--no-compile``; the OCI backend calls it with a host interpreter of the image's ``X.Y``
+over the staged layer. In order:
 
+- ``--overlay``: the wheels' shared libraries without their debug sections, made on the host
+  (``kiln.image.debuginfo``): a ``manifest.json`` of ``[path, sha256 of the original, file]``.
+  An installed file is replaced only when its sha256 is the original's, so a wheel the
+  environment does not hold changes nothing.
 - *unchecked-hash* pycs next to the ``.py`` files each distribution's RECORD lists: no source
   mtime in them, never re-validated in an image that cannot change. Each distribution is
   compiled in a fresh process with ``PYTHONHASHSEED=0`` (marshal's output depends on what the
@@ -23,6 +28,7 @@ over the staged layer. What it writes:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -163,6 +169,48 @@ def _environment(home: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, **ENVIRONMENT}
 
 
+MANIFEST = "manifest.json"
+
+
+def read_overlay(directory: str) -> list[tuple[str, str, str]]:
+    """``(path in site-packages, original sha256, replacement file)`` from an overlay directory."""
+    with open(os.path.join(directory, MANIFEST), encoding="utf-8") as manifest:
+        return [(path, sha, os.path.join(directory, name)) for path, sha, name in json.load(manifest)]
+
+
+def apply_overlay(site_packages: str, entries: Sequence[tuple[str, str, str]]) -> int:
+    """Replace each installed file whose sha256 is the entry's original; returns how many were.
+    The file keeps its mode; its content becomes the replacement's."""
+    top = os.path.realpath(site_packages)
+    replaced = 0
+    for path, original, replacement in entries:
+        target = os.path.realpath(os.path.join(site_packages, path))
+        if not target.startswith(top + os.sep) or not os.path.isfile(target):
+            continue
+        if _sha256(target) != original:
+            continue
+        mode = os.stat(target).st_mode & 0o7777
+        temporary = target + ".kiln-new"
+        with open(replacement, "rb") as source, open(temporary, "wb") as out:
+            while True:
+                chunk = source.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+        replaced += 1
+    return replaced
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def compile_environment(
     python: str,
     site_packages: str,
@@ -198,13 +246,16 @@ def compile_environment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bytecode.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="finish.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--site-packages", required=True, help="the environment's site-packages here")
     parser.add_argument("--shown-as", help="its path in the image (default: the same)")
+    parser.add_argument("--overlay", help="a directory of replacements with their manifest.json")
     parser.add_argument("--python", default=sys.executable, help="the interpreter that compiles")
     parser.add_argument("--start-only", nargs="*", default=[], help="distributions limited to the probe")
     parser.add_argument("--probe", nargs="*", default=[], help="modules whose imports are compiled")
     args = parser.parse_args(argv)
+    if args.overlay:
+        apply_overlay(args.site_packages, read_overlay(args.overlay))
     note, failed = compile_environment(
         args.python,
         args.site_packages,
