@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -142,6 +144,42 @@ def test_a_model_that_starts_threads_is_loaded_in_each_worker_instead(
     response = run.post("/invocations", '{"dataframe_split": {"columns": ["x"], "data": [[1]]}}')
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0] >= 2  # the model's thread runs in the worker
+
+
+GC_MODEL = """
+import gc
+import mlflow.pyfunc
+
+
+class ReportsCollector(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return [[gc.isenabled(), gc.get_threshold()[0], gc.get_freeze_count()]] * len(model_input)
+
+
+mlflow.models.set_model(ReportsCollector())
+"""
+
+
+def test_a_forked_worker_has_the_collector_as_python_sets_it_and_the_loaded_heap_frozen(
+    start_runtime: StartRuntime, tmp_path: Path
+) -> None:
+    """The zygote loads with a high collector threshold; its workers get Python's own back."""
+    import mlflow.pyfunc
+
+    code = tmp_path / "gc_model.py"
+    code.write_text(textwrap.dedent(GC_MODEL))
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=str(code), pip_requirements=["mlflow"])
+    default = subprocess.run(
+        [sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"], capture_output=True, text=True
+    )
+    run = start_runtime(tmp_path / "model", env={"KILN_WORKERS": "1"})
+    run.wait_ready()
+    assert run.zygote() is not None
+    response = run.post("/invocations", '{"dataframe_split": {"columns": ["x"], "data": [[1]]}}')
+    assert response.status_code == 200, response.text
+    enabled, threshold, frozen = response.json()["predictions"][0]
+    assert enabled is True and threshold == int(default.stdout)
+    assert frozen > 100_000  # mlflow, pandas and the model: shared with the zygote, never scanned
 
 
 def test_preload_off_loads_in_each_worker(
