@@ -11,6 +11,7 @@ import contextlib
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -232,3 +233,15 @@ def test_the_loading_config_answers_503_in_each_shape(path: str) -> None:
     assert answer.headers["retry-after"] == "1"
     assert answer.headers["content-type"] == "application/json"
     assert answer.json() == expected(path, "TEMPORARILY_UNAVAILABLE", NO_WORKER)
+
+
+def test_the_supervisor_renders_the_pages_without_loading_the_web_framework() -> None:
+    """The supervisor imports the error bodies, not Starlette's responses (14 MB of its memory)."""
+    script = (
+        "import sys, kiln.runtime.supervisor, kiln.runtime.plan, kiln.runtime.nginx_errors\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "kiln.server.errors" in loaded
+    assert not loaded & {"starlette.responses", "starlette.requests", "anyio"}

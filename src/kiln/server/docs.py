@@ -21,9 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kiln.model.info import ModelInfo, read_model_info
-from kiln.server.errors import ENDPOINT_NOT_FOUND, JSON_MEDIA_TYPE, error_response
+from kiln.server.errors import ENDPOINT_NOT_FOUND, JSON_MEDIA_TYPE
 from kiln.server.openapi import openapi_document
 from kiln.server.parsing import _parquet_engine_available
+from kiln.server.responses import error_response
 from kiln.server.state import ServerState
 from kiln.version import __version__
 

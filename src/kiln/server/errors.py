@@ -23,6 +23,10 @@ Every body also carries the ``error_class`` and ``sqlstate`` that MLflow 3 gives
 leaves unclassified), or the ones the MLflow exception itself carried (e.g. schema
 enforcement: ``SCHEMA_ENFORCEMENT_FAILED``, ``KAM01``).
 
+No web framework here: the supervisor renders nginx's own error pages from these bodies
+(``kiln.runtime.nginx_errors``) and need not load Starlette for that (14 MB of its memory);
+``kiln.server.responses`` makes Starlette responses of them.
+
 Stack traces go to the log; they are added to the body (``stack_trace``) only when
 the operator sets ``KILN_EXPOSE_TRACEBACKS=true``.
 """
@@ -31,11 +35,9 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.responses import Response
 
 from kiln.errors import ScoringError
 from kiln.server import wording
@@ -107,13 +109,6 @@ def error_body(error_code: str, message: str, *, stack_trace: str | None = None,
     if stack_trace is not None:
         body["stack_trace"] = stack_trace
     return orjson.dumps(body, default=str)
-
-
-def error_response(
-    status: int, error_code: str, message: str, *, headers: Mapping[str, str] | None = None
-) -> Response:
-    """A JSON error answer."""
-    return Response(error_body(error_code, message), status, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 def from_exception(exc: BaseException, *, expose_tracebacks: bool) -> tuple[int, bytes]:

@@ -14,8 +14,8 @@ from kiln.server.errors import (
     ENDPOINT_NOT_FOUND,
     INTERNAL_ERROR,
     JSON_MEDIA_TYPE,
-    error_response,
 )
+from kiln.server.responses import error_response
 from kiln.server.state import ServerState
 from kiln.version import __version__
 
