@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import contract
+from kiln.env.cache import sha256_file
 from kiln.env.spec import EnvSpec
 from kiln.image.layers.config import History, image_config
 from kiln.image.model_files import LargeFile, ModelLayout, copy_model, place_large_files
@@ -168,7 +169,7 @@ def _large_file_job(copy: Path, item: LargeFile) -> LayerJob:
             Entry(f"{contract.MODEL_DIR}/{item.path}", "file", item.mode, source=source),
         ]
 
-    inputs = {"path": item.path, "mode": item.mode, "sha256": _file_digest(source)}
+    inputs = {"path": item.path, "mode": item.mode, "sha256": sha256_file(source)}
     level = GZIP_LEVEL if compresses(source, item.size) else 0
     return LayerJob(f"model file {item.path} ({item.size >> 20} MiB)", inputs, fill, gzip_level=level)
 
@@ -267,9 +268,9 @@ def kiln_job(spec: ImageSpec, env: EnvSpec, base: BaseImage) -> LayerJob:
     inputs = {
         "base": base.config_digest,
         "spec": _spec_inputs(spec),
-        "wheel": _file_digest(env.kiln_wheel),
+        "wheel": sha256_file(env.kiln_wheel),
         "agnostic": spec.model_agnostic,
-        "installer": _file_digest(installer) if installer is not None else None,
+        "installer": sha256_file(installer) if installer is not None else None,
         "bytecode": _bytecode_inputs(spec),
     }
     return LayerJob(f"kiln {spec.kiln_version} runtime", inputs, fill)
@@ -285,14 +286,6 @@ def _spec_inputs(spec: ImageSpec) -> dict[str, Any]:
         "prune": spec.prune_package_tests,
         "bundled": spec.bundled_python,
     }
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _bytecode_inputs(spec: ImageSpec) -> dict[str, Any]:

@@ -4,15 +4,11 @@
 the image's interpreter in the shebang, a RECORD); kiln adds what pip does around it:
 bytecode and file modes that do not depend on the host's umask.
 
-Bytecode: workers run with ``PYTHONDONTWRITEBYTECODE=1`` on a read-only environment, so
-without ``.pyc`` files every worker start would compile mlflow, pandas and scikit-learn
-from source again. kiln compiles them on the host when it has an interpreter of the
-image's ``X.Y`` (the bytecode format is fixed within a released minor version), as
-*unchecked-hash* pycs: they embed no source mtime (layer timestamps are normalised)
-and are never re-validated in an image that cannot change. Each wheel is compiled in
-its own fresh process with ``PYTHONHASHSEED=0``: marshal's output depends on what the
-process compiled before, so this keeps a wheel's pycs identical from build to build.
-Without such an interpreter the image gets no bytecode (imports compile in memory).
+Bytecode: ``compile_bytecode`` compiles what a list of wheels installed (kiln's own layer, a
+conda environment's pip section) by the rules of ``kiln.image.finish``, which finishes whole
+environments: unchecked-hash pycs, one fresh process per distribution with
+``PYTHONHASHSEED=0``, no column tables. It needs a host interpreter of the image's ``X.Y``
+(``host_python_for``); without one the image gets no bytecode (imports compile in memory).
 """
 
 from __future__ import annotations
@@ -115,17 +111,6 @@ def _python_files(root: Path, dist_info: str, site_packages: str) -> tuple[str, 
 
 # --- bytecode -----------------------------------------------------------------------------
 
-_COMPILE = r"""
-import py_compile, sys
-for line in sys.stdin.read().splitlines():
-    source, shown = line.split("\0")
-    try:
-        py_compile.compile(source, dfile=shown, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    except py_compile.PyCompileError:
-        pass  # like pip: a file that does not compile (a template, Python 2 code) gets no pyc
-"""
-
 
 def host_python_for(version: str) -> str | None:
     """A host interpreter of Python ``X.Y`` to compile bytecode for the image, or None."""
@@ -144,29 +129,21 @@ def host_python_for(version: str) -> str | None:
 
 
 def compile_bytecode(root: Path, installed: Sequence[Installed], python: str) -> None:
-    """Write unchecked-hash pycs next to every surviving ``.py`` file, one process per distribution."""
-    environment = {**finish.ENVIRONMENT, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    """Write pycs next to every surviving ``.py`` file of ``installed``, one process per distribution,
+    by the rules of ``kiln.image.finish`` (unchecked-hash, no column tables, ``PYTHONHASHSEED=0``)."""
 
     def one(item: Installed) -> None:
-        lines = [
-            f"{root / path.lstrip('/')}\0{path}"
-            for path in item.python_files
-            if (root / path.lstrip("/")).is_file()
-        ]
-        if not lines:
+        site = PurePosixPath(item.dist_info).parent
+        host_site = os.path.realpath(root / str(site).lstrip("/"))
+        files = [os.path.realpath(root / path.lstrip("/")) for path in item.python_files]
+        files = [path for path in files if os.path.isfile(path)]
+        if not files:
             return
-        done = subprocess.run(
-            [python, "-s", "-c", _COMPILE],
-            input="\n".join(lines),
-            capture_output=True,
-            text=True,
-            env=environment,
-            check=False,
-        )
-        if done.returncode != 0:
+        error = finish.compile_files(python, files, host_site, str(site))
+        if error:
             raise BuildError(
                 f"compiling the bytecode of {PurePosixPath(item.dist_info).name} with {python} failed",
-                log_tail=done.stderr[-2000:],
+                log_tail=error,
             )
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
