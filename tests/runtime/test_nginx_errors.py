@@ -236,7 +236,7 @@ def test_the_loading_config_answers_503_in_each_shape(path: str) -> None:
 
 
 def test_the_supervisor_renders_the_pages_without_loading_the_web_framework() -> None:
-    """The supervisor imports the error bodies, not Starlette's responses (14 MB of its memory)."""
+    """The supervisor imports the error bodies, not Starlette's responses (with anyio and more)."""
     script = (
         "import sys, kiln.runtime.supervisor, kiln.runtime.plan, kiln.runtime.nginx_errors\n"
         "print(' '.join(sorted(sys.modules)))"

@@ -24,7 +24,7 @@ leaves unclassified), or the ones the MLflow exception itself carried (e.g. sche
 enforcement: ``SCHEMA_ENFORCEMENT_FAILED``, ``KAM01``).
 
 No web framework here: the supervisor renders nginx's own error pages from these bodies
-(``kiln.runtime.nginx_errors``) and need not load Starlette for that (14 MB of its memory);
+(``kiln.runtime.nginx_errors``) and need not load Starlette, anyio and their imports for that;
 ``kiln.server.responses`` makes Starlette responses of them.
 
 Stack traces go to the log; they are added to the body (``stack_trace``) only when
