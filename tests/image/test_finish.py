@@ -111,3 +111,22 @@ def test_a_file_that_does_not_compile_is_skipped_like_pip_does(tmp_path: Path) -
     (site / "modellib/rare.py").write_text("print 'python 2'\n", encoding="utf-8")
     assert compile_environment(sys.executable, str(site)) == ("", [])
     assert not pyc(site / "modellib/rare.py").exists() and pyc(site / "modellib/__init__.py").is_file()
+
+
+def test_a_record_path_with_a_comma_is_read_as_csv_and_compiled(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    distribution(site, "odd-names", {"odd/a,b.py": "X = 1\n"})
+    record = next(site.glob("odd_names-*.dist-info")) / "RECORD"
+    record.write_text('"odd/a,b.py",,\nodd_names-1.0.dist-info/RECORD,,\n', encoding="utf-8")
+    assert compile_environment(sys.executable, str(site)) == ("", [])
+    assert (site / "odd/__pycache__" / f"a,b.{TAG}.pyc").is_file()
+
+
+def test_a_probe_that_prints_after_its_list_is_a_failed_probe(tmp_path: Path) -> None:
+    site = site_packages(tmp_path)
+    (site / "onlymlflow/__init__.py").write_text("import atexit\natexit.register(print, 'bye')\n")
+    note, failed = compile_environment(
+        sys.executable, str(site), start_only=["only-mlflow"], probe_modules=["onlymlflow"]
+    )
+    assert failed == [] and "printed no list of modules" in note
+    assert pyc(site / "onlymlflow/server.py").is_file()  # so every module was compiled

@@ -28,6 +28,7 @@ over the staged layer. In order:
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -101,12 +102,12 @@ def distributions(site_packages: str) -> dict[str, list[str]]:
         name = _name(info) or entry[: -len(".dist-info")].rsplit("-", 1)[0]
         files = set()
         try:
-            with open(os.path.join(info, "RECORD"), encoding="utf-8") as record:
-                rows = [line.split(",", 1)[0] for line in record.read().splitlines()]
-        except OSError:
+            with open(os.path.join(info, "RECORD"), encoding="utf-8", newline="") as record:
+                rows = [row[0] for row in csv.reader(record) if row]
+        except (OSError, csv.Error):
             continue
         for row in rows:
-            path = os.path.realpath(os.path.join(site_packages, row.strip('"')))
+            path = os.path.realpath(os.path.join(site_packages, row))
             if path.endswith(".py") and path.startswith(top + os.sep) and os.path.isfile(path):
                 files.add(path)
         found.setdefault(canonical(name), []).extend(sorted(files))
@@ -146,7 +147,10 @@ def probe(python: str, site_packages: str, modules: list[str]) -> tuple[set[str]
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return None, lines[-1] if lines else f"exit status {done.returncode}"
-    return set(json.loads(done.stdout.strip().splitlines()[-1])), ""
+    try:  # the last line: what the imports themselves print comes before it
+        return set(json.loads(done.stdout.strip().splitlines()[-1])), ""
+    except (IndexError, ValueError):
+        return None, f"the import probe printed no list of modules: {done.stdout[-200:]!r}"
 
 
 def compile_files(python: str, files: list[str], site_packages: str, shown_as: str) -> str:
