@@ -73,55 +73,58 @@ def test_ctrl_c_during_the_download_leaves_no_files(
     registry: Registry, big_model_uri: str, tmp_path: Path
 ) -> None:
     # The child runs in short slices (SIGCONT, 2 ms, SIGSTOP) and its file is looked at while it is
-    # frozen, so what is seen is what it has: Ctrl-C goes to a child frozen with less than half the
-    # model. A download that got past half between two looks (a busy machine can give the child one
-    # long slice) is not what this tests: it is let finish, and the test tries again (ten times at most).
+    # frozen, so what is seen is what it has: Ctrl-C goes to a child frozen with part of the model.
+    # A download that finished between two looks (a busy machine can give the child one long
+    # slice) is not what this tests: the test tries again (ten times at most), and says what it saw.
+    attempts = []
     for _attempt in range(10):
-        child, out, err = _interrupt_a_download(registry, big_model_uri, tmp_path)
+        child, out, err, seen = _interrupt_a_download(registry, big_model_uri, tmp_path)
+        attempts.append(f"exit {child.returncode}, sizes seen frozen {seen[:3]}...{seen[-3:]} ({len(seen)})")
         if child.returncode != 0 or b"resolved" not in out:
             break
         shutil.rmtree(tmp_path)
         tmp_path.mkdir()
-    assert child.returncode != 0
+    assert child.returncode != 0, "; ".join(attempts) + f"; stderr: {err[-500:]!r}"
     assert b"KeyboardInterrupt" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def _interrupt_a_download(
     registry: Registry, uri: str, tmp_path: Path
-) -> tuple[subprocess.Popen[bytes], bytes, bytes]:
+) -> tuple[subprocess.Popen[bytes], bytes, bytes, list[int]]:
     child = subprocess.Popen(
         [sys.executable, "-c", RESOLVE, uri, registry.server.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_child_env(tmp_path),
     )
+    seen: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while child.poll() is None and time.monotonic() < deadline:
             child.send_signal(signal.SIGSTOP)
-            if _partly_downloaded(tmp_path, BIG_MODEL_BYTES // 2):
-                child.send_signal(signal.SIGINT)  # delivered on SIGCONT, with half still to come
+            size = _downloaded(tmp_path)
+            if size:
+                seen.append(size)
+            if 0 < size < BIG_MODEL_BYTES:
+                child.send_signal(signal.SIGINT)  # delivered on SIGCONT, with the rest still to come
                 child.send_signal(signal.SIGCONT)
                 break
             child.send_signal(signal.SIGCONT)
-            if _partly_downloaded(tmp_path, BIG_MODEL_BYTES + 1):
-                time.sleep(0.002)  # downloading: a short slice, then look again
-            else:
-                time.sleep(0.01)  # still starting (imports, the registry's answers)
+            time.sleep(0.002 if size else 0.01)
         out, err = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    return child, out, err
+    return child, out, err, seen
 
 
-def _partly_downloaded(tmp: Path, below: int) -> bool:
+def _downloaded(tmp: Path) -> int:
+    """How much of the model's weights the child has written so far (0: none yet)."""
     for weights in tmp.glob("kiln-model-*/big_model/weights.bin"):
         try:
-            if 0 < weights.stat().st_size < below:
-                return True
+            return weights.stat().st_size
         except OSError:
             pass
-    return False
+    return 0

@@ -28,7 +28,9 @@ from tests.server.serving import ProcessServer
 
 pytestmark = pytest.mark.slow
 
-BATCHING = {"KILN_MAX_BATCH_SIZE": "16", "KILN_MAX_BATCH_DELAY": "20"}
+BATCHING = {"KILN_MAX_BATCH_SIZE": "16", "KILN_MAX_BATCH_DELAY": "100"}
+"""100 ms: wide enough that concurrent requests meet in a batch on a busy machine (at 20 ms, six
+slow_predict requests from 16 client threads once reached the worker one by one during a CI run)."""
 SAME = {"PYTHONHASHSEED": "0"}  # MLflow prints sets of names: the same order in both processes
 MODELS = sorted({case.model for case in [*GOOD, *BAD]})
 Answer = tuple[int, str, bytes]
