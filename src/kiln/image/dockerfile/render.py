@@ -84,8 +84,8 @@ def _finish(spec: ImageSpec, python: str | None, *, staged_under: str) -> str:
         first = f' \\\n && site="$({python} -c \'import sysconfig; print(sysconfig.get_path("purelib"))\')"'
         site = "$site"
     where = f'--site-packages "{staged_under}{site}"' + (f' --shown-as "{site}"' if staged_under else "")
-    compile = f"{first} \\\n && {python} {_build_path(spec.files.finish)} {where}"
-    return compile + (f" \\\n      {plan}" if plan else "")
+    command = f"{first} \\\n && {python} {_build_path(spec.files.finish)} {where}"
+    return command + (f" \\\n      {plan}" if plan else "")
 
 
 def _prune_tests(spec: ImageSpec) -> str:
