@@ -97,6 +97,9 @@ def _interrupt_a_download(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_child_env(tmp_path),
+        # As from a terminal: a non-interactive shell starts background jobs (CI's, for one) with
+        # SIGINT ignored, children inherit that, and Python then never raises KeyboardInterrupt.
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     seen: list[int] = []
     try:
@@ -118,6 +121,10 @@ def _interrupt_a_download(
             child.kill()
             child.wait()
     return child, out, err, seen
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _downloaded(tmp: Path) -> int:
