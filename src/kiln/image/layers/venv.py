@@ -127,9 +127,8 @@ def _refuse_conda(spec: ImageSpec) -> None:
 
 def _environment_bytecode(dest: Path, spec: ImageSpec, site_packages: str) -> None:
     """The environment's pycs as the Docker backend's env stage writes them (``kiln.image.finish``)."""
-    python = host_python_for(spec.python_version)
+    python = _compiler(spec.python_version)
     if python is None:
-        log.info("no Python %s on this host: the image's packages get no bytecode", spec.python_version)
         return
     note, failed = compile_environment(
         python,
@@ -146,11 +145,17 @@ def _environment_bytecode(dest: Path, spec: ImageSpec, site_packages: str) -> No
 
 
 def _bytecode(dest: Path, installed: Sequence[Installed], version: str) -> None:
+    python = _compiler(version)
+    if python is not None:
+        compile_bytecode(dest, installed, python)
+
+
+def _compiler(version: str) -> str | None:
+    """The host's Python ``version`` that compiles the image's bytecode; None (and says so) if none."""
     python = host_python_for(version)
     if python is None:
         log.info("no Python %s on this host: the image's packages get no bytecode", version)
-        return
-    compile_bytecode(dest, installed, python)
+    return python
 
 
 def write_venv(dest: Path, *, python: str, version: str, files: BaseFiles) -> None:
